@@ -1,0 +1,47 @@
+"""Stage ``curate``: language, license and quality filters, run over Arrow batches on Ray Data."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from prefect import flow, get_run_logger
+
+from flows import tracking
+from flows.config import Params
+from flows.workspace import FILES, REJECTED, stage_dir
+from ray_tasks.curate import build_filters, split_annotated
+from ray_tasks.filters import apply_filters
+from ray_tasks.ray_exec import init_ray, map_batches
+from ray_tasks.tables import AtomicDir, read_table, reason_counts, write_parquet_atomic
+
+
+@flow(name="stage-curate")
+def curate_flow(params: Params, parent_run_id: str | None = None) -> dict:
+    log = get_run_logger()
+    cfg = params.curate
+    with tracking.stage_run("curate", params, parent_run_id):
+        files = read_table(stage_dir("dedup") / FILES)
+        filters = build_filters(cfg.keep_license_types, cfg.drop_unknown_language, **cfg.quality.model_dump())
+        started = init_ray(params.ray.address, params.ray.num_cpus, params.ray.object_store_memory_mb)
+        try:
+            annotated = map_batches(files, apply_filters, cfg.batch_size, {"filters": filters})
+        finally:
+            if started:
+                import ray
+
+                ray.shutdown()
+        kept, rejected = split_annotated(annotated)
+        with AtomicDir(stage_dir("curate")) as out:
+            write_parquet_atomic(kept, out / FILES)
+            write_parquet_atomic(rejected, out / REJECTED)
+        stats = {
+            "files_in": files.num_rows,
+            "files_kept": kept.num_rows,
+            "files_rejected": rejected.num_rows,
+            "bytes_kept": int(sum(kept.column("length_bytes").to_pylist())),
+            "rejected_by_reason": reason_counts(rejected),
+            "kept_by_language": dict(Counter(kept.column("language").to_pylist()).most_common(20)),
+        }
+        tracking.publish_metrics("curate", stats)
+        log.info("curate: kept %d of %d files", kept.num_rows, files.num_rows)
+    return stats

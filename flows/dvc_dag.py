@@ -1,0 +1,44 @@
+"""DVC as the judge of what is stale, and the recorder of what ran.
+
+Wiring (DESIGN.md option a): the pipeline flow asks DVC whether a stage's
+deps/params/outs changed since ``dvc.lock`` last recorded them, runs the stage's
+Prefect flow in-process when they did, then ``dvc commit``s the stage so the lock
+holds exactly what it consumed and produced. Stages run one at a time (DVC
+holds one repo lock); parallelism lives inside a stage (Ray, DeepSpeed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+
+def stage_names(dvc_yaml: Path = Path("dvc.yaml")) -> list[str]:
+    """Stages in the order dvc.yaml declares them (a topological order by construction)."""
+    return list((yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages", {}))
+
+
+def changes(stage: str) -> list:
+    """What DVC sees changed for one stage; empty when it is up to date."""
+    from dvc.repo import Repo
+
+    with Repo(".") as repo:
+        status = repo.status(targets=[stage])
+    return status.get(stage, []) if status else []
+
+
+def commit(stage: str) -> None:
+    from dvc.repo import Repo
+
+    with Repo(".") as repo:
+        repo.commit(stage, force=True)
+
+
+def push() -> int:
+    from dvc.repo import Repo
+
+    with Repo(".") as repo:
+        if not repo.config.get("core", {}).get("remote"):
+            return 0
+        return repo.push()

@@ -1,0 +1,127 @@
+"""Publishing a stage: MLflow runs (parent + child per stage), Prefect artifacts, DVC metrics.
+
+Every stage run is an MLflow run tagged with the Prefect flow-run id, the git
+commit and the DVC hashes of its inputs (from dvc.lock). When the pipeline flow
+drives the stages, its MLflow run is the parent of each stage's run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any, Iterator
+
+import mlflow
+import yaml
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+
+from flows.config import Params, flatten
+from flows.workspace import metrics_file
+from ray_tasks.tables import write_json_atomic
+
+PARENT_RUN_ENV = "STARFLOW_MLFLOW_PARENT_RUN_ID"
+"""Set by the pipeline flow so stage runs (in-process or under `dvc repro`) nest under its run."""
+
+
+def setup_mlflow(params: Params) -> str:
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or params.mlflow.tracking_uri
+    mlflow.set_tracking_uri(uri)
+    if mlflow.get_experiment_by_name(params.mlflow.experiment) is None:
+        location = params.mlflow.artifact_location
+        if "://" not in location:
+            location = Path(location).resolve().as_uri()
+        mlflow.create_experiment(params.mlflow.experiment, artifact_location=location)
+    mlflow.set_experiment(params.mlflow.experiment)
+    return uri
+
+
+def prefect_tags() -> dict[str, str]:
+    from prefect.runtime import flow_run
+
+    tags = {}
+    if flow_run.id:
+        tags["prefect.flow_run_id"] = str(flow_run.id)
+        tags["prefect.flow_run_name"] = str(flow_run.name)
+        if flow_run.ui_url:
+            tags["prefect.flow_run_url"] = str(flow_run.ui_url)
+    return tags
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def dvc_input_hashes(stage: str) -> dict[str, str]:
+    """The md5s dvc.lock recorded for this stage's dependencies (from the previous run)."""
+    lock = Path("dvc.lock")
+    if not lock.exists():
+        return {}
+    entry = (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).get(stage, {})
+    return {f"dvc.dep.{d['path']}": d.get("md5", "") for d in entry.get("deps", []) if "md5" in d}
+
+
+@contextlib.contextmanager
+def stage_run(stage: str, params: Params, parent_run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
+    """An MLflow run for one stage, nested under the pipeline's run when there is one."""
+    setup_mlflow(params)
+    parent = parent_run_id or os.environ.get(PARENT_RUN_ENV)
+    tags = {"starflow.stage": stage, **prefect_tags(), **dvc_input_hashes(stage)}
+    if commit := git_commit():
+        tags["git.commit"] = commit
+    if parent:
+        tags["mlflow.parentRunId"] = parent
+    with mlflow.start_run(run_name=stage, tags=tags) as run:
+        section = getattr(params, stage, None)
+        if section is not None:
+            mlflow.log_params(flatten(section, prefix=f"{stage}."))
+        yield run
+        link_run_artifact(stage, params, run)
+
+
+def link_run_artifact(stage: str, params: Params, run: mlflow.ActiveRun) -> None:
+    url = f"{params.mlflow.ui_url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    _safe(create_link_artifact, key=f"{stage}-mlflow-run", link=url, link_text=f"MLflow run of {stage}")
+
+
+def publish_metrics(stage: str, metrics: dict[str, Any], table_rows: list[dict[str, Any]] | None = None) -> None:
+    """Write metrics/<stage>.json (DVC), log numeric metrics to MLflow, add a Prefect table."""
+    write_json_atomic(metrics, metrics_file(stage))
+    numeric = {
+        re.sub(r"[^\w\-. /]", "_", k): float(v)
+        for k, v in _flat(metrics).items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+    if mlflow.active_run():
+        mlflow.log_metrics(numeric)
+        mlflow.log_artifact(str(metrics_file(stage)))
+    rows = table_rows or [{"metric": k, "value": v} for k, v in numeric.items()]
+    _safe(create_table_artifact, key=f"{stage}-stats", table=rows, description=f"{stage} figures")
+
+
+def publish_markdown(stage: str, markdown: str) -> None:
+    _safe(create_markdown_artifact, key=f"{stage}-report", markdown=markdown)
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _safe(fn, **kwargs) -> None:
+    """Artifacts need a flow-run context; outside one (plain function calls in tests) skip them."""
+    from prefect.context import FlowRunContext
+
+    if FlowRunContext.get() is not None:
+        fn(**kwargs)

@@ -1,0 +1,27 @@
+"""Where each stage reads and writes, relative to the workspace (the folder holding dvc.yaml).
+
+These paths are the contract between ``dvc.yaml`` and the stage flows: DVC
+tracks ``data/<stage>`` as the stage's output and ``metrics/<stage>.json`` as its
+metrics, so a path changed here must change there too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DATA = Path("data")
+METRICS = Path("metrics")
+WORK = Path(".starflow")
+"""Scratch space that survives interruptions (training checkpoints to resume from)."""
+
+
+def stage_dir(stage: str) -> Path:
+    return DATA / stage
+
+
+def metrics_file(stage: str) -> Path:
+    return METRICS / f"{stage}.json"
+
+
+FILES = "files.parquet"
+REJECTED = "rejected.parquet"

@@ -1,0 +1,285 @@
+"""Training a StarCoder2 model with DeepSpeed, on CPU or GPU.
+
+Single process (what the train stage does by default; rendezvous env vars are
+set here when no launcher did):
+
+    starflow stage train
+
+Several processes or nodes: the same entry point under a launcher, which sets
+RANK/WORLD_SIZE/MASTER_ADDR and the rest:
+
+    deepspeed --num_gpus 8 -m models.train --config run_config.json
+    torchrun --nproc_per_node 2 -m models.train --config run_config.json
+
+The loop reads top-down: build model -> deepspeed.initialize -> (resume) ->
+steps with periodic validation and checkpoints -> export to HF format.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from models.data import TokenShards, random_batch, sequential_batches
+from models.presets import ModelShape, starcoder2_config
+
+log = logging.getLogger(__name__)
+
+MetricsCallback = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs; written beside its checkpoints as run_config.json."""
+
+    shards_dir: str
+    tokenizer_dir: str
+    work_dir: str
+    """Checkpoints go here while training; a rerun with the same config resumes from them."""
+    model: ModelShape
+    zero_stage: int = 1
+    dtype: str = "fp32"
+    micro_batch_size: int = 8
+    grad_accum_steps: int = 1
+    max_steps: int = 300
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 30
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    eval_every: int = 50
+    eval_batches: int = 16
+    checkpoint_every: int = 100
+    seed: int = 0
+    torch_threads: int | None = None
+    extra_ds_config: dict = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """What must match for a checkpoint in work_dir to be resumable."""
+        d = asdict(self)
+        d.pop("work_dir")
+        return json.dumps(d, sort_keys=True, default=str)
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    resumed_from_step: int
+    tokens_seen: int
+    val_loss_before: float
+    val_loss_after: float
+    train_loss_last: float
+    seconds: float
+    tokens_per_second: float
+    num_parameters: int
+    checkpoint_dir: str
+    checkpoint_tag: str
+    history: list[dict[str, float]]
+
+
+def deepspeed_config(cfg: TrainConfig) -> dict:
+    conf = {
+        "train_micro_batch_size_per_gpu": cfg.micro_batch_size,
+        "gradient_accumulation_steps": cfg.grad_accum_steps,
+        "gradient_clipping": cfg.grad_clip,
+        "zero_optimization": {"stage": cfg.zero_stage},
+        "bf16": {"enabled": cfg.dtype == "bf16"},
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+    conf.update(cfg.extra_ds_config)
+    return conf
+
+
+def train(cfg: TrainConfig, on_metrics: MetricsCallback | None = None) -> TrainResult:
+    import deepspeed
+    from transformers import Starcoder2ForCausalLM, get_cosine_with_min_lr_schedule_with_warmup
+
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    _init_distributed(deepspeed)
+    rank = torch.distributed.get_rank()
+    shards = TokenShards(cfg.shards_dir)
+    train_arr, val_arr = shards.split("train"), shards.split("val")
+
+    torch.manual_seed(cfg.seed)
+    model = Starcoder2ForCausalLM(starcoder2_config(cfg.model, shards.vocab_size))
+    num_params = sum(p.numel() for p in model.parameters())
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, weight_decay=cfg.weight_decay
+    )
+    scheduler = get_cosine_with_min_lr_schedule_with_warmup(
+        optimizer, cfg.warmup_steps, cfg.max_steps, min_lr_rate=cfg.min_lr_ratio
+    )
+    engine, _, _, _ = deepspeed.initialize(
+        model=model, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(cfg)
+    )
+
+    work = Path(cfg.work_dir)
+    start_step = _maybe_resume(engine, work, cfg)
+    history: list[dict[str, float]] = []
+    report = _reporter(history, on_metrics if rank == 0 else None)
+
+    val_before = evaluate_loss(engine, val_arr, cfg.micro_batch_size, cfg.eval_batches)
+    if start_step == 0:
+        report(0, {"val_loss": val_before})
+
+    t0 = time.perf_counter()
+    loss_value = float("nan")
+    tokens_per_step = cfg.micro_batch_size * cfg.grad_accum_steps * shards.seq_len * _world_size()
+    step = start_step
+    for step in range(start_step + 1, cfg.max_steps + 1):
+        engine.train()
+        for micro in range(cfg.grad_accum_steps):
+            batch = random_batch(train_arr, cfg.micro_batch_size, cfg.seed, step * cfg.grad_accum_steps + micro, rank)
+            batch = batch.to(engine.device)
+            loss = engine(input_ids=batch, labels=batch).loss
+            engine.backward(loss)
+            engine.step()
+        loss_value = loss.item()
+        metrics = {"train_loss": loss_value, "lr": scheduler.get_last_lr()[0]}
+        if step % cfg.eval_every == 0 or step == cfg.max_steps:
+            metrics["val_loss"] = evaluate_loss(engine, val_arr, cfg.micro_batch_size, cfg.eval_batches)
+        report(step, metrics)
+        if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
+            _save(engine, work, cfg, step)
+    seconds = time.perf_counter() - t0
+
+    val_after = history[-1].get("val_loss", float("nan")) if history else val_before
+    steps_run = max(0, step - start_step)
+    return TrainResult(
+        steps=cfg.max_steps,
+        resumed_from_step=start_step,
+        tokens_seen=cfg.max_steps * tokens_per_step,
+        val_loss_before=val_before if start_step == 0 else _first_val(history, val_before),
+        val_loss_after=val_after,
+        train_loss_last=loss_value,
+        seconds=seconds,
+        tokens_per_second=steps_run * tokens_per_step / seconds if seconds > 0 else 0.0,
+        num_parameters=num_params,
+        checkpoint_dir=str(work),
+        checkpoint_tag=f"step{cfg.max_steps}",
+        history=history,
+    )
+
+
+@torch.no_grad()
+def evaluate_loss(engine, arr, batch_size: int, max_batches: int) -> float:
+    """Mean next-token loss over the first ``max_batches`` validation batches."""
+    engine.eval()
+    losses = [engine(input_ids=b.to(engine.device), labels=b.to(engine.device)).loss.item()
+              for b in sequential_batches(arr, batch_size, max_batches)]
+    return float(sum(losses) / len(losses))
+
+
+def export_hf(cfg: TrainConfig, checkpoint_tag: str, out_dir: str | Path) -> Path:
+    """Consolidate the (possibly ZeRO-sharded) checkpoint into an HF ``save_pretrained`` folder."""
+    import shutil
+
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+    from transformers import Starcoder2ForCausalLM
+
+    shards = TokenShards(cfg.shards_dir)
+    model = Starcoder2ForCausalLM(starcoder2_config(cfg.model, shards.vocab_size))
+    state = get_fp32_state_dict_from_zero_checkpoint(cfg.work_dir, tag=checkpoint_tag)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not (cfg.model.tie_word_embeddings and k == "lm_head.weight")]
+    if missing or unexpected:
+        raise RuntimeError(f"checkpoint does not match the model: missing {missing}, unexpected {unexpected}")
+    model.tie_weights()
+    out = Path(out_dir)
+    model.save_pretrained(out, safe_serialization=True)
+    for f in Path(cfg.tokenizer_dir).iterdir():
+        shutil.copy2(f, out / f.name)
+    return out
+
+
+# --------------------------------------------------------------------------- helpers
+def _init_distributed(deepspeed) -> None:
+    """Set single-process rendezvous env when no launcher did, then init the process group."""
+    if "RANK" not in os.environ:
+        os.environ.update(
+            {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+             "MASTER_PORT": str(_free_port())}
+        )
+    if not torch.distributed.is_initialized():
+        from deepspeed.accelerator import get_accelerator
+
+        deepspeed.init_distributed(dist_backend=get_accelerator().communication_backend_name())
+
+
+def _world_size() -> int:
+    return torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _maybe_resume(engine, work: Path, cfg: TrainConfig) -> int:
+    marker = work / "run_config.json"
+    if (work / "latest").exists() and marker.exists() and marker.read_text() == cfg.fingerprint():
+        _, client = engine.load_checkpoint(str(work))
+        step = int(client["step"])
+        log.info("resumed from %s at step %d", work, step)
+        return step
+    if torch.distributed.get_rank() == 0:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        marker.write_text(cfg.fingerprint())
+    torch.distributed.barrier()
+    return 0
+
+
+def _save(engine, work: Path, cfg: TrainConfig, step: int) -> None:
+    # Every rank must call save_checkpoint (rank-0-only hangs under ZeRO).
+    engine.save_checkpoint(str(work), tag=f"step{step}", client_state={"step": step})
+
+
+def _first_val(history: list[dict[str, float]], default: float) -> float:
+    return next((h["val_loss"] for h in history if "val_loss" in h), default)
+
+
+def _reporter(history: list[dict[str, float]], callback: MetricsCallback | None):
+    def report(step: int, metrics: dict[str, float]) -> None:
+        if not all(math.isfinite(v) for v in metrics.values()):
+            raise FloatingPointError(f"non-finite metrics at step {step}: {metrics}")
+        history.append({"step": step, **metrics})
+        if callback:
+            callback(step, metrics)
+        if "val_loss" in metrics:
+            log.info("step %d %s", step, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+
+    return report
+
+
+def main() -> None:
+    """Launcher entry point: ``-m models.train --config run_config.json [--export DIR]``."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="TrainConfig as JSON")
+    parser.add_argument("--result", help="write the TrainResult JSON here (rank 0)")
+    parser.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    raw = json.loads(Path(args.config).read_text())
+    raw["model"] = ModelShape(**raw["model"])
+    result = train(TrainConfig(**raw))
+    if args.result and torch.distributed.get_rank() == 0:
+        Path(args.result).write_text(json.dumps(asdict(result), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""The unbiased pass@k estimator of the Codex paper (starcoder2_train_eval.md §B4)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """1 - C(n-c, k) / C(n, k), computed stably; 1.0 when fewer than k samples fail."""
+    if k > n:
+        raise ValueError(f"k={k} exceeds the number of samples n={n}")
+    if n - c < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def mean_pass_at_k(per_problem: list[tuple[int, int]], k: int) -> float:
+    """Mean pass@k over problems given (n, c) per problem."""
+    if not per_problem:
+        raise ValueError("no problems to score")
+    return float(np.mean([pass_at_k(n, c, k) for n, c in per_problem]))

@@ -1,0 +1,138 @@
+"""Table contracts and atomic writes shared by every stage.
+
+Why atomic: DVC hashes whatever lies at an output path, so an interrupted
+stage must never leave a half-written file under the final name. Everything is
+written to a temporary sibling, fsynced, then renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+# Columns every files table carries (DESIGN.md data contract).
+FILE_COLUMNS = ("repo_name", "path", "content", "length_bytes", "sha256")
+
+REJECTED_SCHEMA = pa.schema(
+    [
+        ("stage", pa.string()),
+        ("reason", pa.string()),
+        ("repo_name", pa.string()),
+        ("path", pa.string()),
+        ("length_bytes", pa.int64()),
+        ("sha256", pa.string()),
+        ("detail", pa.string()),
+    ]
+)
+
+
+def rejected_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """Build a rejected table; missing identifying fields become nulls."""
+    cols = {f.name: [r.get(f.name) for r in rows] for f in REJECTED_SCHEMA}
+    return pa.table(cols, schema=REJECTED_SCHEMA)
+
+
+def rejected_from(table: pa.Table, stage: str, reasons: Iterable[str], detail: Iterable[str | None] | None = None) -> pa.Table:
+    """Rejected rows for the given rows of a files table (same order as ``reasons``)."""
+    reasons = list(reasons)
+    detail = list(detail) if detail is not None else [None] * len(reasons)
+    n = table.num_rows
+    return pa.table(
+        {
+            "stage": pa.array([stage] * n, pa.string()),
+            "reason": pa.array(reasons, pa.string()),
+            "repo_name": table.column("repo_name").cast(pa.string()),
+            "path": table.column("path").cast(pa.string()),
+            "length_bytes": table.column("length_bytes").cast(pa.int64()),
+            "sha256": table.column("sha256").cast(pa.string()),
+            "detail": pa.array(detail, pa.string()),
+        },
+        schema=REJECTED_SCHEMA,
+    )
+
+
+def reason_counts(rejected: pa.Table) -> dict[str, int]:
+    return dict(sorted(Counter(rejected.column("reason").to_pylist()).items()))
+
+
+def write_parquet_atomic(table: pa.Table, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        _fsync(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def write_json_atomic(obj: Any, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=True, default=str)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+class AtomicDir:
+    """Build a directory output under a temp name; it appears under its final name only on success.
+
+        with AtomicDir("data/tokenize") as tmp:
+            write files into tmp
+    """
+
+    def __init__(self, final: str | Path):
+        self.final = Path(final)
+
+    def __enter__(self) -> Path:
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.", suffix=".tmp", dir=self.final.parent))
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        old = None
+        if self.final.exists():
+            old = self.final.with_name(f".{self.final.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(self.final, old)
+        os.replace(self.tmp, self.final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def read_table(path: str | Path, required: Iterable[str] = FILE_COLUMNS) -> pa.Table:
+    """Read a Parquet table and fail clearly when it is broken or lacks columns."""
+    path = Path(path)
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ValueError(f"{path}: not a readable Parquet file ({exc})") from exc
+    missing = [c for c in required if c not in table.column_names]
+    if missing:
+        raise ValueError(f"{path}: missing required columns {missing}")
+    return table
+
+
+def _fsync(path: str) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
