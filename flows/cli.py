@@ -100,9 +100,10 @@ def init(
     if not Path(".dvc").exists():
         _sh(sys.executable, "-m", "dvc", "init", "-q")
     current = subprocess.run([sys.executable, "-m", "dvc", "remote", "default"], capture_output=True, text=True)
-    if not current.stdout.strip():
+    if current.returncode != 0:  # "No default remote set"
         Path(remote).mkdir(parents=True, exist_ok=True)
-        _sh(sys.executable, "-m", "dvc", "remote", "add", "-d", "-f", "local", str(Path(remote).resolve()), "--local")
+        # --local: the remote's absolute path belongs to this clone, not to git history.
+        _sh(sys.executable, "-m", "dvc", "remote", "add", "-d", "-f", "--local", "local", str(Path(remote).resolve()))
     typer.echo("workspace ready")
 
 

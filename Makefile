@@ -1,0 +1,39 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run    creates .venv, installs the locked set, runs the whole DAG on the embedded default
+#   make test   same set-up, then the test suite (`make test-quick` skips the slow tests)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup run test test-quick bench lock clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q pip==26.3
+	# torch first, from the local CPU wheel: a bare `torch` requirement can pull a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(BIN)/starflow init
+	$(BIN)/starflow run
+
+test: setup
+	$(BIN)/pytest -q -ra
+
+test-quick: setup
+	$(BIN)/pytest -q -ra -m "not slow"
+
+bench: setup
+	$(BIN)/python benchmarks/bench_sandbox.py
+
+# Re-resolve the lock after changing pyproject dependencies.
+lock:
+	$(BIN)/pip freeze --all --exclude-editable | grep -v -i '^starflow' > constraints.txt
+
+clean:
+	rm -rf data metrics/*.json .starflow mlflow.db mlartifacts .dvc_remote
