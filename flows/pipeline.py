@@ -17,6 +17,8 @@ from prefect import flow, get_run_logger
 from flows import dvc_dag, tracking
 from flows.config import Params, load_params
 from flows.stages import STAGE_FLOWS
+from flows.workspace import WORK
+from ray_tasks.tables import write_json_atomic
 
 
 @flow(name="starflow-pipeline")
@@ -60,6 +62,7 @@ def pipeline(params: Params | None = None, force: list[str] | None = None) -> di
         client.set_tag(parent_id, "starflow.stages_run", ",".join(ran))
         client.set_terminated(parent_id, status="FINISHED")
         summary["mlflow_parent_run_id"] = parent_id
+    write_json_atomic(summary, WORK / "last_run.json")
     tracking.publish_markdown("pipeline", _report(summary))
     log.info("pipeline: %s", summary)
     return summary

@@ -1,0 +1,100 @@
+"""Shared fixtures: one Ray, one Prefect test harness, a tiny corpus of repositories."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import flows  # noqa: F401  (embedded-default environment, before Prefect loads)
+
+MIT = """MIT License
+
+Copyright (c) 2024 Example
+
+Permission is hereby granted, free of charge, to any person obtaining a copy
+of this software and associated documentation files (the "Software"), to deal
+in the Software without restriction.
+"""
+
+GPL = """                    GNU GENERAL PUBLIC LICENSE
+                       Version 3, 29 June 2007
+"""
+
+
+def _module(name: str, n: int) -> str:
+    funcs = "\n\n".join(
+        textwrap.dedent(
+            f'''
+            def {name}_{i}(values, scale={i + 1}):
+                """Return the scaled sum of the values for case {i}."""
+                total = 0
+                for value in values:
+                    total += value * scale
+                return total
+            '''
+        ).strip()
+        for i in range(n)
+    )
+    return f'"""Module {name}."""\n\n{funcs}\n'
+
+
+def make_corpus(root: Path, n_repos: int = 6, files_per_repo: int = 5) -> Path:
+    """Repositories of generated Python with licenses, a duplicate, and bad files of each kind."""
+    root.mkdir(parents=True, exist_ok=True)
+    for r in range(n_repos):
+        repo = root / f"repo{r}"
+        (repo / "pkg").mkdir(parents=True)
+        (repo / "LICENSE").write_text(MIT if r % 3 else "Apache License, Version 2.0\n")
+        for f in range(files_per_repo):
+            (repo / "pkg" / f"mod{f}.py").write_text(_module(f"r{r}f{f}", 6 + f))
+        (repo / "pkg" / "shared.py").write_text(_module("shared", 4))  # exact duplicate across repos
+    gpl = root / "copyleft"
+    (gpl / "src").mkdir(parents=True)
+    (gpl / "COPYING").write_text(GPL)
+    (gpl / "src" / "main.py").write_text(_module("gpl", 5))
+    bad = root / "repo0"
+    (bad / "blob.bin").write_bytes(b"\x00\x01\x02binary")
+    (bad / "latin1.py").write_bytes("caf\xe9 = 1\n".encode("latin-1"))
+    (bad / "minified.js").write_text("var a=" + "1+" * 3000 + "1;\n")
+    (bad / "data.py").write_text("X = [\n" + "    0, 1, 2, 3, 4, 5, 6, 7, 8, 9,\n" * 40 + "]\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    return make_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    import ray
+
+    from ray_tasks.ray_exec import init_ray
+
+    init_ray(None, 2, 256)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _no_parent_run(monkeypatch):
+    monkeypatch.delenv("STARFLOW_MLFLOW_PARENT_RUN_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
