@@ -1,0 +1,24 @@
+from typer.testing import CliRunner
+
+from flows.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_every_command():
+    out = runner.invoke(app, ["--help"]).output
+    for cmd in ["run", "stage", "status", "params", "init", "serve"]:
+        assert cmd in out
+
+
+def test_bad_params_fail_at_start_naming_the_key(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("train:\n  max_steps: -3\n")
+    result = runner.invoke(app, ["params", "--params", str(bad)])
+    assert result.exit_code == 2
+    assert "train.max_steps" in result.output
+
+
+def test_unknown_stage_is_refused():
+    result = runner.invoke(app, ["stage", "nope"])
+    assert result.exit_code == 2 and "unknown stage" in result.output
