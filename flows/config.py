@@ -159,6 +159,8 @@ class TrainParams(_Model):
     """Validation batches per evaluation."""
     checkpoint_every: int = Field(default=100, gt=0)
     """Save a DeepSpeed checkpoint every this many steps (and at the end)."""
+    num_processes: int = Field(default=1, ge=1)
+    """Data-parallel ranks on this machine (1: train in-process; >1: launched with torchrun)."""
     seed: int = 0
     torch_threads: int | None = Field(default=None, gt=0)
     """Intra-op CPU threads (None: torch's default)."""

@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger
 from flows import plots, tracking
 from flows.config import Params
 from flows.workspace import WORK, metrics_file, stage_dir
+from models.launch import launch
 from models.presets import ModelShape
 from models.train import TrainConfig, export_hf, train
 from ray_tasks.tables import AtomicDir
@@ -27,7 +28,7 @@ def train_config(params: Params) -> TrainConfig:
         tokenizer_dir=str(shards / "tokenizer"),
         work_dir=str(WORK / "train"),
         model=ModelShape(**p.model.model_dump()),
-        **p.model_dump(exclude={"model"}),
+        **p.model_dump(exclude={"model", "num_processes"}),
     )
 
 
@@ -41,7 +42,12 @@ def train_flow(params: Params, parent_run_id: str | None = None) -> dict:
         def on_metrics(step: int, metrics: dict[str, float]) -> None:
             mlflow.log_metrics(metrics, step=step)
 
-        result = train(cfg, on_metrics)
+        if params.train.num_processes > 1:
+            result = launch(cfg, params.train.num_processes)
+            for h in result.history:
+                on_metrics(int(h["step"]), {k: v for k, v in h.items() if k != "step"})
+        else:
+            result = train(cfg, on_metrics)
         with AtomicDir(stage_dir("train")) as out:
             export_hf(cfg, result.checkpoint_tag, out / "model")
             _copy_checkpoint(Path(cfg.work_dir), result.checkpoint_tag, out / "checkpoint")

@@ -1,6 +1,7 @@
 """Running untrusted programs (model samples) in a subprocess sandbox.
 
-Each program runs in its own ``python -I`` process, in a fresh temporary
+Each program runs in its own ``python -I -S`` process (isolated mode, no
+site-packages: samples get the standard library only), in a fresh temporary
 directory, with an empty environment, its own session (the whole process group
 is killed on timeout), resource limits (address space, CPU seconds, file size,
 open files, no core dumps) and, when the kernel allows it, a private network
@@ -64,7 +65,7 @@ def run_program(source: str, timeout_s: float, memory_mb: int, isolate_network: 
         with open(path, "w") as fh:
             fh.write(source)
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-B", path],
+            [sys.executable, "-I", "-S", "-B", path],
             cwd=tmp,
             env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0", "HOME": tmp},
             stdin=subprocess.DEVNULL,

@@ -67,3 +67,11 @@ def test_interrupted_run_resumes_to_the_same_result(shards, tmp_path):
     # A changed config never resumes from a foreign checkpoint.
     fresh = train(_cfg(shards, work, zero_stage=3, lr=1e-3))
     assert fresh.resumed_from_step == 0
+
+
+def test_two_ranks_with_torchrun(shards, tmp_path):
+    from models.launch import launch
+
+    result = launch(_cfg(shards, tmp_path / "ddp", max_steps=20, zero_stage=2), num_processes=2)
+    assert result.val_loss_after < result.val_loss_before - 1.0
+    assert result.tokens_seen == 20 * 8 * 32 * 2  # both ranks' batches count

@@ -1,0 +1,77 @@
+"""Training throughput: StarFlow's DeepSpeed engine (ZeRO-1, 1 rank) against a plain torch loop
+(same model, AdamW, batches and steps), tokens/s and the ratio.
+
+    .venv/bin/python benchmarks/bench_train.py [--steps 60]
+
+The plain loop is the floor the engine's bookkeeping should stay close to on one CPU rank.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def make_shards(d: Path, seq_len: int, vocab: int) -> None:
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, vocab, size=(512, seq_len), dtype=np.uint16)
+    np.save(d / "train.npy", arr)
+    np.save(d / "val.npy", arr[:32])
+    (d / "meta.json").write_text(json.dumps({"seq_len": seq_len, "vocab_size": vocab}))
+
+
+def plain_torch(shape, d: Path, steps: int, batch: int) -> float:
+    from transformers import Starcoder2ForCausalLM
+
+    from models.data import TokenShards, random_batch
+    from models.presets import starcoder2_config
+
+    shards = TokenShards(d)
+    arr = shards.split("train")
+    torch.manual_seed(0)
+    model = Starcoder2ForCausalLM(starcoder2_config(shape, shards.vocab_size))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model.train()
+    t0 = time.perf_counter()
+    for step in range(1, steps + 1):
+        b = random_batch(arr, batch, 0, step)
+        loss = model(input_ids=b, labels=b).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return steps * batch * shards.seq_len / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    from models.presets import PRESETS
+    from models.train import TrainConfig, train
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seq-len", type=int, default=256)
+    args = ap.parse_args()
+    shape = PRESETS["tiny"]
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        make_shards(d, args.seq_len, 4096)
+        peer = plain_torch(shape, d, args.steps, args.batch)
+        cfg = TrainConfig(shards_dir=str(d), tokenizer_dir=str(d), work_dir=str(d / "work"), model=shape,
+                          micro_batch_size=args.batch, max_steps=args.steps, eval_every=10**9, eval_batches=1,
+                          checkpoint_every=10**9, zero_stage=1)
+        ours = train(cfg).tokens_per_second
+    print(f"model: tiny preset, batch {args.batch} x {args.seq_len} tokens, {args.steps} steps, fp32")
+    print(f"plain torch loop:         {peer:8.0f} tokens/s")
+    print(f"starflow DeepSpeed ZeRO-1: {ours:8.0f} tokens/s")
+    print(f"ratio starflow/plain torch: {ours / peer:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
