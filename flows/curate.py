@@ -43,5 +43,19 @@ def curate_flow(params: Params, parent_run_id: str | None = None) -> dict:
             "kept_by_language": dict(Counter(kept.column("language").to_pylist()).most_common(20)),
         }
         tracking.publish_metrics("curate", stats)
+        _log_reason_chart(stats["rejected_by_reason"])
         log.info("curate: kept %d of %d files", kept.num_rows, files.num_rows)
     return stats
+
+
+def _log_reason_chart(reasons: dict[str, int]) -> None:
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+
+    from flows import plots
+
+    if reasons:
+        with tempfile.TemporaryDirectory() as tmp:
+            mlflow.log_artifact(str(plots.bar_chart(reasons, "curate: files rejected by reason", Path(tmp) / "rejected_by_reason.png")))

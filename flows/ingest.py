@@ -6,6 +6,7 @@ from collections import Counter
 
 import pyarrow as pa
 from prefect import flow, get_run_logger
+from rich.progress import track
 
 from flows import tracking
 from flows.config import Params
@@ -21,7 +22,7 @@ def ingest_flow(params: Params, parent_run_id: str | None = None) -> dict:
     with tracking.stage_run("ingest", params, parent_run_id):
         repos = list(repositories([s.model_dump() for s in params.ingest.sources]))
         log.info("ingesting %d repositories", len(repos))
-        files, rejected = ingest(repos, params.ingest.max_file_bytes)
+        files, rejected = ingest(track(repos, description="ingest", transient=True), params.ingest.max_file_bytes)
         with AtomicDir(stage_dir("ingest")) as out:
             write_parquet_atomic(files, out / FILES)
             write_parquet_atomic(rejected, out / REJECTED)

@@ -138,6 +138,7 @@ def train(cfg: TrainConfig, on_metrics: MetricsCallback | None = None) -> TrainR
     loss_value = float("nan")
     tokens_per_step = cfg.micro_batch_size * cfg.grad_accum_steps * shards.seq_len * _world_size()
     step = start_step
+    progress = _progress(rank == 0, cfg.max_steps, start_step)
     for step in range(start_step + 1, cfg.max_steps + 1):
         engine.train()
         for micro in range(cfg.grad_accum_steps):
@@ -151,9 +152,11 @@ def train(cfg: TrainConfig, on_metrics: MetricsCallback | None = None) -> TrainR
         if step % cfg.eval_every == 0 or step == cfg.max_steps:
             metrics["val_loss"] = evaluate_loss(engine, val_arr, cfg.micro_batch_size, cfg.eval_batches)
         report(step, metrics)
+        progress.update(step, metrics)
         if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
             _save(engine, work, cfg, step)
     seconds = time.perf_counter() - t0
+    progress.close()
 
     val_after = history[-1].get("val_loss", float("nan")) if history else val_before
     steps_run = max(0, step - start_step)
@@ -248,6 +251,24 @@ def _maybe_resume(engine, work: Path, cfg: TrainConfig) -> int:
 def _save(engine, work: Path, cfg: TrainConfig, step: int) -> None:
     # Every rank must call save_checkpoint (rank-0-only hangs under ZeRO).
     engine.save_checkpoint(str(work), tag=f"step{step}", client_state={"step": step})
+
+
+class _progress:
+    """A tqdm bar on rank 0 showing the latest losses; silent on other ranks."""
+
+    def __init__(self, enabled: bool, total: int, start: int):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, initial=start, desc="train", unit="step", disable=not enabled)
+        self.postfix: dict[str, str] = {}
+
+    def update(self, step: int, metrics: dict[str, float]) -> None:
+        self.postfix.update({k: f"{v:.3f}" for k, v in metrics.items() if k.endswith("loss")})
+        self.bar.set_postfix(self.postfix, refresh=False)
+        self.bar.update(step - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _first_val(history: list[dict[str, float]], default: float) -> float:

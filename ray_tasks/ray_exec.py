@@ -26,7 +26,10 @@ def init_ray(address: str | None, num_cpus: int | None, object_store_memory_mb: 
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     if address:
-        ray.init(address=address, **kwargs)
+        # Cluster workers may not have this project installed: ship the step code with the job.
+        import ray_tasks
+
+        ray.init(address=address, runtime_env={"py_modules": [ray_tasks]}, **kwargs)
     else:
         ray.init(num_cpus=num_cpus, object_store_memory=object_store_memory_mb * 1024 * 1024, **kwargs)
     return True
