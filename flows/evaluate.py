@@ -75,9 +75,13 @@ def evaluate_flow(params: Params, parent_run_id: str | None = None) -> dict:
 
 def register_model(params: Params, model_dir: str, run_id: str) -> str:
     """Log the HF export as a pyfunc model, register a new version, point ``challenger`` at it."""
+    from mlflow.models import infer_signature
+
     from models.pyfunc import CodeCompletionModel
 
+    signature = infer_signature(["def add(a, b):\n"], ["    return a + b\n"], params={"max_new_tokens": 64})
     info = mlflow.pyfunc.log_model(
+        signature=signature,
         name="model",
         python_model=CodeCompletionModel(),
         artifacts={"hf_model": model_dir},

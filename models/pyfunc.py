@@ -14,10 +14,16 @@ class CodeCompletionModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         self.model_dir = context.artifacts["hf_model"]
 
-    def predict(self, context, model_input: list[str], params: dict | None = None) -> list[str]:
+    # No type hints on predict: MLflow would infer a signature from them and drop the
+    # explicit one, whose params schema (max_new_tokens) callers need.
+    def predict(self, context, model_input, params=None):
         from models.generate import generate
 
         params = params or {}
-        prompts = list(model_input["prompt"]) if hasattr(model_input, "columns") else list(model_input)
+        if hasattr(model_input, "columns"):  # MLflow hands a DataFrame to schema-checked models
+            column = "prompt" if "prompt" in model_input.columns else model_input.columns[0]
+            prompts = model_input[column].astype(str).tolist()
+        else:
+            prompts = [str(p) for p in model_input]
         outs = generate(self.model_dir, prompts, max_new_tokens=int(params.get("max_new_tokens", 64)))
         return [o[0] for o in outs]

@@ -118,6 +118,11 @@ def test_mlflow_has_parent_children_and_challenger(workspace):
     assert len(client.get_metric_history(train_run.info.run_id, "train_loss")) == 30
     version = client.get_model_version_by_alias("starflow-coder", "challenger")
     assert int(version.version) >= 1
+    import mlflow
+
+    served = mlflow.pyfunc.load_model("models:/starflow-coder@challenger")
+    completion = served.predict(["def add(a, b):\n"], params={"max_new_tokens": 5})
+    assert len(completion) == 1 and isinstance(completion[0], str) and completion[0]
 
 
 def test_unchanged_rerun_executes_nothing(workspace):
