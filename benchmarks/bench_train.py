@@ -9,7 +9,6 @@ The plain loop is the floor the engine's bookkeeping should stay close to on one
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -19,11 +18,11 @@ import torch
 
 
 def make_shards(d: Path, seq_len: int, vocab: int) -> None:
+    from ray_tasks.shards import write_test_shards
+
     rng = np.random.default_rng(0)
-    arr = rng.integers(0, vocab, size=(512, seq_len), dtype=np.uint16)
-    np.save(d / "train.npy", arr)
-    np.save(d / "val.npy", arr[:32])
-    (d / "meta.json").write_text(json.dumps({"seq_len": seq_len, "vocab_size": vocab}))
+    stream = rng.integers(0, vocab, size=512 * seq_len, dtype=np.uint16)
+    write_test_shards(d, stream, stream[: 32 * seq_len], seq_len, vocab)
 
 
 def plain_torch(shape, d: Path, steps: int, batch: int) -> float:

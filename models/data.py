@@ -1,7 +1,8 @@
-"""Reading packed token shards (``{split}.npy`` + ``meta.json``) for training.
+"""Reading packed token shards (the tokenize stage's ``manifest.json`` format) for training.
 
-The format is written by the tokenize stage: a 2-D array (sequences x seq_len)
-of uint16/uint32 ids. Arrays are memory-mapped, so shards larger than RAM work.
+Format, as written by the tokenize stage: ``manifest.json`` lists, per split and
+per stage length (``stage1``, ``stage2``), shard files of 2-D uint16/uint32 arrays
+(sequences x seq_len). Shards are memory-mapped, so data larger than RAM works.
 Batches are drawn by a generator seeded with (seed, step, rank): a resumed run
 draws exactly the batches the interrupted one would have.
 """
@@ -14,32 +15,63 @@ from pathlib import Path
 import numpy as np
 import torch
 
+SUPPORTED_FORMAT = "starflow-shards/1"
+
+
+class ShardedArray:
+    """Several memory-mapped 2-D shards seen as one array of sequences (row indexing only)."""
+
+    def __init__(self, shards: list[np.ndarray]):
+        self.shards = shards
+        self.offsets = np.cumsum([0] + [len(s) for s in shards])
+        self.shape = (int(self.offsets[-1]), shards[0].shape[1])
+        self.dtype = shards[0].dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index) -> np.ndarray:
+        rows = np.arange(*index.indices(len(self))) if isinstance(index, slice) else np.asarray(index).reshape(-1)
+        shard_of = np.searchsorted(self.offsets, rows, side="right") - 1
+        out = np.empty((len(rows), self.shape[1]), dtype=self.dtype)
+        for s in np.unique(shard_of):
+            mask = shard_of == s
+            out[mask] = self.shards[s][rows[mask] - self.offsets[s]]
+        return out
+
 
 class TokenShards:
-    def __init__(self, data_dir: str | Path):
+    def __init__(self, data_dir: str | Path, stage: str = "stage1"):
         self.dir = Path(data_dir)
-        meta_path = self.dir / "meta.json"
-        if not meta_path.exists():
-            raise FileNotFoundError(f"{meta_path}: no shard metadata (run the tokenize stage first)")
-        self.meta = json.loads(meta_path.read_text())
-        self.seq_len = int(self.meta["seq_len"])
-        self.vocab_size = int(self.meta["vocab_size"])
+        path = self.dir / "manifest.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no shard manifest (run the tokenize stage first)")
+        self.manifest = json.loads(path.read_text())
+        if self.manifest.get("format") != SUPPORTED_FORMAT:
+            raise ValueError(f"{path}: format {self.manifest.get('format')!r}, expected {SUPPORTED_FORMAT!r}")
+        if stage not in self.manifest["seq_len"]:
+            raise ValueError(f"{path}: no stage {stage!r}; has {sorted(self.manifest['seq_len'])}")
+        self.stage = stage
+        self.seq_len = int(self.manifest["seq_len"][stage])
+        self.vocab_size = int(self.manifest["vocab_size"])
 
-    def split(self, name: str) -> np.ndarray:
-        arr = np.load(self.dir / f"{name}.npy", mmap_mode="r")
-        if arr.ndim != 2 or arr.shape[1] != self.seq_len:
-            raise ValueError(f"{self.dir / name}.npy: expected shape (n, {self.seq_len}), got {arr.shape}")
-        if len(arr) == 0:
-            raise ValueError(f"{self.dir / name}.npy: no sequences")
-        return arr
+    def split(self, name: str) -> ShardedArray:
+        files = self.manifest["splits"][name]["shards"][self.stage]
+        if not files:
+            raise ValueError(f"{self.dir}: split {name!r} has no {self.stage} sequences")
+        arrays = [np.load(self.dir / f["file"], mmap_mode="r") for f in files]
+        for f, arr in zip(files, arrays):
+            if arr.ndim != 2 or arr.shape[1] != self.seq_len:
+                raise ValueError(f"{self.dir / f['file']}: expected shape (n, {self.seq_len}), got {arr.shape}")
+        return ShardedArray(arrays)
 
 
-def random_batch(arr: np.ndarray, batch_size: int, seed: int, step: int, rank: int = 0) -> torch.Tensor:
+def random_batch(arr, batch_size: int, seed: int, step: int, rank: int = 0) -> torch.Tensor:
     rng = np.random.default_rng([seed, step, rank])
     idx = np.sort(rng.integers(0, len(arr), size=batch_size))
     return torch.from_numpy(arr[idx].astype(np.int64))
 
 
-def sequential_batches(arr: np.ndarray, batch_size: int, max_batches: int):
+def sequential_batches(arr, batch_size: int, max_batches: int):
     for i in range(min(max_batches, (len(arr) + batch_size - 1) // batch_size)):
         yield torch.from_numpy(arr[i * batch_size : (i + 1) * batch_size].astype(np.int64))

@@ -63,3 +63,18 @@ def save_hf_tokenizer(tok: Tokenizer, out_dir: str | Path, model_max_length: int
         clean_up_tokenization_spaces=False,
     )
     fast.save_pretrained(str(out_dir))
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """A tokenizer given by path (an HF folder or a tokenizer.json), checked for StarCoder2's special tokens."""
+    path = Path(path)
+    file = path / "tokenizer.json" if path.is_dir() else path
+    if not file.exists():
+        raise ValueError(f"tokenize.tokenizer_path: {file} does not exist")
+    tok = Tokenizer.from_file(str(file))
+    missing = [t for t in SPECIAL_TOKENS if tok.token_to_id(t) is None]
+    if missing:
+        raise ValueError(f"tokenize.tokenizer_path: {file} lacks StarCoder2 special tokens {missing}")
+    if tok.token_to_id(ENDOFTEXT) != 0:
+        raise ValueError(f"tokenize.tokenizer_path: {file} maps {ENDOFTEXT} to {tok.token_to_id(ENDOFTEXT)}, not 0")
+    return tok

@@ -29,7 +29,8 @@ STAGES = ["ingest", "dedup", "curate", "tokenize", "train", "evaluate"]
 TINY_PARAMS = {
     "ingest": {"sources": [{"kind": "directory", "path": "corpus"},
                            {"kind": "python_env", "distributions": ["six", "idna"], "max_files_per_repo": 6}]},
-    "tokenize": {"vocab_size": 512, "min_frequency": 1, "seq_len": 64, "val_fraction": 0.2},
+    "tokenize": {"vocab_size": 512, "min_frequency": 1, "seq_len": 64, "seq_len_stage2": 128, "val_fraction": 0.2,
+                 "fim_eval_examples": 10},
     "train": {"model": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
                         "num_key_value_heads": 2, "intermediate_size": 256, "max_position_embeddings": 256,
                         "sliding_window": 32},

@@ -1,58 +1,175 @@
+"""Tokenize stage: tokenizer, repository documents, FIM layout and rates, shards, determinism."""
+
+import inspect
 import json
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from ray_tasks.formatting import format_repository, split_repositories
-from ray_tasks.packing import pack
-from ray_tasks.prepare import prepare
-from ray_tasks.tokenizer import SPECIAL_TOKENS, train_bpe
+import ray_tasks.prepare as prep
+from ray_tasks.fim import FimCounts, FimIds, document_parts, fim_parts
+from ray_tasks.formatting import split_repositories
+from ray_tasks.prepare import PrepareConfig, encode_parts, prepare, repository_document
+from ray_tasks.tokenizer import SPECIAL_TOKENS, load_tokenizer, train_bpe
+
+SPECIAL = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
+PRE, MID, SUF, SEP, EOT, REPO = (SPECIAL[t] for t in ("<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<file_sep>", "<|endoftext|>", "<repo_name>"))
 
 
-def test_special_tokens_take_ids_in_starcoder2_order():
-    tok = train_bpe(["def f(x):\n    return x + 12345\n"] * 20, vocab_size=400, min_frequency=1)
-    assert len(SPECIAL_TOKENS) == 38
+def _real_sources() -> list[str]:
+    import email.message
+    import json as json_mod
+
+    import idna.core
+    import six
+
+    return [inspect.getsource(m) for m in (six, idna.core, json_mod, email.message)]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return train_bpe(_real_sources() * 2, vocab_size=1000, min_frequency=2)
+
+
+def test_special_tokens_take_ids_in_starcoder2_order(tok):
+    assert len(SPECIAL_TOKENS) == 38 and SPECIAL_TOKENS[-4:] == ["<NAME>", "<EMAIL>", "<KEY>", "<PASSWORD>"]
     assert [tok.token_to_id(t) for t in SPECIAL_TOKENS] == list(range(38))
-    # Digits are split one by one, and special tokens are single tokens.
     ids = tok.encode("<file_sep>x = 12345").ids
-    assert ids[0] == SPECIAL_TOKENS.index("<file_sep>")
-    assert [tok.id_to_token(i) for i in ids[-5:]] == list("12345")
+    assert ids[0] == SEP and [tok.id_to_token(i) for i in ids[-5:]] == list("12345")  # digits split
 
 
-def test_repository_format_with_and_without_metadata():
-    files = [("a.py", "A"), ("b.py", "B")]
-    with_meta = format_repository("org/r", files, metadata_prob=1.0, seed=0)
-    assert with_meta.startswith("<repo_name>org/r<file_sep>") and with_meta.endswith("<|endoftext|>")
-    assert "<file_sep>a.py\nA" in with_meta and "<file_sep>b.py\nB" in with_meta
-    bare = format_repository("org/r", files, metadata_prob=0.0, seed=0)
-    assert "a.py" not in bare and bare.count("<file_sep>") == 2
-    assert format_repository("org/r", files, 0.5, 3) == format_repository("org/r", files, 0.5, 3)
+def test_decode_encode_roundtrip_on_real_files(tok, tmp_path):
+    from transformers import AutoTokenizer
+
+    from ray_tasks.tokenizer import save_hf_tokenizer
+
+    save_hf_tokenizer(tok, tmp_path, 1024)
+    hf = AutoTokenizer.from_pretrained(tmp_path)
+    for text in _real_sources() + ["émoji 🚀 ünïcode\ttabs\r\nCRLF  trailing  "]:
+        assert tok.decode(tok.encode(text).ids, skip_special_tokens=False) == text
+        assert hf.decode(hf.encode(text, add_special_tokens=False)) == text
+
+
+def test_psm_and_spm_layouts_token_for_token(tok):
+    ids = FimIds(PRE, MID, SUF)
+    text = "path.py\ndef f(a):\n    return a\n"
+    cut = (10, 20)
+    p, m, s = text[:10], text[10:20], text[20:]
+    enc = lambda x: tok.encode(x).ids  # noqa: E731
+    psm, _ = encode_parts(tok, fim_parts(text, cut, False, ids), [None] * 6)
+    spm, _ = encode_parts(tok, fim_parts(text, cut, True, ids), [None] * 6)
+    assert psm.tolist() == [PRE, *enc(p), SUF, *enc(s), MID, *enc(m)]
+    assert spm.tolist() == [PRE, SUF, *enc(s), MID, *enc(p), *enc(m)]
+
+
+def test_document_layouts(tok):
+    files = [("a.py", "A = 1\n", "Python"), ("b.py", "B = 2\n", "Python")]
+    counts = FimCounts()
+    meta = PrepareConfig(repo_metadata_prob=1.0, fim_rate=0.0)
+    parts, langs, with_meta = repository_document("org/r", files, meta, SPECIAL, counts)
+    ids, per_lang = encode_parts(tok, parts, langs)
+    text = tok.decode(ids.tolist(), skip_special_tokens=False)
+    assert with_meta and text.startswith("<repo_name>org/r<file_sep>") and text.endswith("<|endoftext|>")
+    assert "<file_sep>a.py\nA = 1\n" in text and "<file_sep>b.py\nB = 2\n" in text
+    bare, _, _ = repository_document("org/r", files, PrepareConfig(repo_metadata_prob=0.0, fim_rate=0.0), SPECIAL, counts)
+    assert bare[0] == SEP and "a.py\nA = 1\n" not in bare and bare[-1] == EOT
+    assert per_lang["Python"] > 0 and per_lang["metadata"] > 0
+    # Every file of a FIM'd document: <file_sep><fim_prefix>...; metadata is never transformed.
+    fim_all = PrepareConfig(repo_metadata_prob=1.0, fim_rate=1.0, fim_fragment_rate=1.0, fim_spm_rate=0.0)
+    parts, _, _ = repository_document("org/r", files, fim_all, SPECIAL, counts)
+    assert parts[:2] == [REPO, "org/r"] and parts.count(PRE) == 2
+    assert all(parts[i + 1] == PRE for i, p in enumerate(parts) if p == SEP)
+
+
+def test_measured_rates_match_params_over_10k_documents():
+    cfg = PrepareConfig(repo_metadata_prob=0.5, fim_rate=0.5, fim_fragment_rate=0.5, fim_spm_rate=0.5)
+    counts, with_meta = FimCounts(), 0
+    files = [(f"f{i}.py", f"x{i} = {i}\n", "Python") for i in range(4)]
+    for r in range(10_000):
+        _, _, meta = repository_document(f"repo{r}", files, cfg, SPECIAL, counts)
+        with_meta += meta
+    assert abs(with_meta / 10_000 - 0.5) < 0.02
+    assert abs(counts.fim_documents / counts.documents - 0.5) < 0.02
+    assert abs(counts.fim_fragments / counts.candidate_fragments - 0.5) < 0.02
+    assert abs(counts.spm_fragments / counts.fim_fragments - 0.5) < 0.02
 
 
 def test_split_is_by_repository_and_never_empty():
     train, val = split_repositories([f"r{i}" for i in range(20)], 0.1, 0)
-    assert len(val) == 2 and not set(train) & set(val)
-    assert split_repositories(["a", "b"], 0.01, 0)[1]  # at least one validation repo
+    assert len(val) == 2 and not set(train) & set(val) and len(train) + len(val) == 20
+    assert split_repositories(["a", "b"], 0.01, 0)[1]
 
 
-def test_pack_drops_only_the_tail():
-    arr, dropped = pack([[1, 2, 3], [4, 5], [6, 7, 8, 9]], seq_len=4, vocab_size=100)
-    assert arr.dtype == np.uint16 and arr.tolist() == [[1, 2, 3, 4], [5, 6, 7, 8]] and dropped == 1
+def _corpus(n_repos=8):
+    rows = []
+    for r in range(n_repos):
+        for f in range(3):
+            body = "\n".join(f"def fn_{r}_{f}_{k}(x):\n    return x * {k} + {r}" for k in range(12))
+            rows.append({"repo_name": f"org/repo{r}", "path": f"pkg/m{f}.py", "content": body + "\n",
+                         "language": "Python", "sha256": f"{r}-{f}"})
+    return pa.Table.from_pylist(rows)
 
 
-def test_prepare_writes_shards_and_hf_tokenizer(tmp_path):
-    from transformers import AutoTokenizer
+CFG = PrepareConfig(vocab_size=400, min_frequency=1, seq_len=32, seq_len_stage2=64, val_fraction=0.25,
+                    repos_per_task=3, fim_eval_examples=5, shard_sequences=50)
 
-    code = "def add(a, b):\n    return a + b\n" * 40
-    files = pa.table({"repo_name": [f"r{i}" for i in range(4)], "path": ["m.py"] * 4, "content": [code] * 4})
-    stats = prepare(files, tmp_path, vocab_size=300, min_frequency=1, train_max_bytes=10_000, seq_len=16,
-                    val_fraction=0.25, repo_metadata_prob=0.5, seed=0)
-    meta = json.loads((tmp_path / "meta.json").read_text())
-    assert meta["seq_len"] == 16 and stats["val_repositories"] == 1 and stats["train_repositories"] == 3
-    train = np.load(tmp_path / "train.npy")
-    assert train.shape[1] == 16 and train.max() < meta["vocab_size"]
-    tok = AutoTokenizer.from_pretrained(tmp_path / "tokenizer")
-    assert tok.eos_token == "<|endoftext|>" and tok.convert_tokens_to_ids("<fim_middle>") == 2
+
+def _shard_bytes(d):
+    return {p.name: p.read_bytes() for p in sorted(d.glob("*.npy"))}
+
+
+def test_prepare_outputs_determinism_and_split(tmp_path, ray_session):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    for d in (a, b, c):
+        d.mkdir()
+    stats = prepare(_corpus(), a, CFG)
+    prepare(_corpus(), b, CFG)
+    prepare(_corpus(), c, CFG, use_ray=True)
+    assert _shard_bytes(a) == _shard_bytes(b) == _shard_bytes(c)  # same seed, with or without Ray
+
+    manifest = json.loads((a / "manifest.json").read_text())
+    split = json.loads((a / "split.json").read_text())
+    assert not set(split["train"]) & set(split["val"])
+    assert manifest["splits"]["val"]["documents"] == len(split["val"]) == 2
+    assert len(manifest["splits"]["train"]["shards"]["stage1"]) > 1  # shard_sequences=50 splits the train set
+    train = np.concatenate([np.load(a / f["file"]) for f in manifest["splits"]["train"]["shards"]["stage1"]])
+    stream = np.load(a / "train.tokens.npy")
+    assert train.shape[1] == 32 and np.array_equal(train.reshape(-1), stream[: train.size])
+    assert np.load(a / "train.stage2.00000.npy").shape[1] == 64
+    assert stats["tokens_per_language"]["Python"] > 0 and stats["val_bytes_per_token"] > 1.0
+
+    examples = [json.loads(line) for line in (a / "fim_eval.jsonl").read_text().splitlines()]
+    contents = {(r["repo_name"], r["path"]): r["content"] for r in _corpus().to_pylist()}
+    assert len(examples) == 5
+    for ex in examples:
+        assert ex["repo_name"] in split["val"]
+        assert ex["prefix"] + ex["middle"] + ex["suffix"] == contents[(ex["repo_name"], ex["path"])]
+        assert "\n" not in ex["middle"]
+
+
+def test_resume_reuses_encoded_chunks_and_given_tokenizer(tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    (tmp_path / "a").mkdir()
+    prepare(_corpus(), tmp_path / "a", CFG, work)
+    calls = []
+    real = prep.encode_chunk
+    monkeypatch.setattr(prep, "encode_chunk", lambda *a: calls.append(1) or real(*a))
+    (tmp_path / "b").mkdir()
+    prepare(_corpus(), tmp_path / "b", CFG, work)
+    assert calls == []  # every chunk came from the cache
+    assert _shard_bytes(tmp_path / "a") == _shard_bytes(tmp_path / "b")
+
+    given = PrepareConfig(**{**CFG.__dict__, "tokenizer_path": str(tmp_path / "a" / "tokenizer")})
+    (tmp_path / "c").mkdir()
+    prepare(_corpus(), tmp_path / "c", given)
+    assert _shard_bytes(tmp_path / "a") == _shard_bytes(tmp_path / "c")
+    with pytest.raises(ValueError, match="does not exist"):
+        load_tokenizer(tmp_path / "nope")
+
+
+def test_bad_inputs_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="empty"):
-        prepare(files.slice(0, 0), tmp_path, 300, 1, 1000, 16, 0.25, 0.5, 0)
+        prepare(_corpus().slice(0, 0), tmp_path, CFG)
+    with pytest.raises(ValueError, match="at least 2 repositories"):
+        prepare(_corpus(1), tmp_path, CFG)

@@ -8,6 +8,7 @@ import pytest
 from models.perplexity import perplexity
 from models.presets import ModelShape
 from models.train import TrainConfig, export_hf, train
+from ray_tasks.shards import write_test_shards
 from ray_tasks.tokenizer import save_hf_tokenizer, train_bpe
 
 pytestmark = pytest.mark.slow
@@ -21,9 +22,7 @@ def shards(tmp_path_factory):
     d = tmp_path_factory.mktemp("shards")
     cycle = np.tile(np.arange(100, 130), 10)
     arr = np.stack([np.roll(cycle, i)[:32] for i in range(240)]).astype(np.uint16)
-    np.save(d / "train.npy", arr[:200])
-    np.save(d / "val.npy", arr[200:])
-    (d / "meta.json").write_text('{"seq_len": 32, "vocab_size": 300}')
+    write_test_shards(d, arr[:200].reshape(-1), arr[200:].reshape(-1), seq_len=32, vocab_size=300)
     tok = train_bpe(["def f(x):\n    return x\n"] * 10, 300, 1)
     save_hf_tokenizer(tok, d / "tokenizer", 32)
     return d

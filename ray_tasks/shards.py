@@ -1,0 +1,64 @@
+"""Packed token shards: the tokenize stage's output format.
+
+Layout of the output folder (``models/data.py`` reads it by this description):
+
+    manifest.json                  format, vocab, dtype, per-split counts, shard index
+    {split}.tokens.npy             the split's 1-D token stream (documents back to back)
+    {split}.docs.npy               start offset of every document in that stream
+    {split}.{stage}.{k:05d}.npy    2-D windows (sequences x seq_len of that stage)
+
+Every stage length (``stage1``: base pre-training, ``stage2``: long context)
+cuts the same stream, so both stages see the same documents; the tail shorter
+than one window is dropped and counted. Windows are views of the stream, written
+in shards of at most ``shard_sequences`` rows so no file grows without bound.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "starflow-shards/1"
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16 if vocab_size <= 2**16 else np.uint32)
+
+
+def write_split(
+    out: Path, split: str, docs: list[np.ndarray], vocab_size: int, seq_lens: dict[str, int], shard_sequences: int
+) -> dict:
+    """Write one split's stream, document index and windowed shards; return its manifest entry."""
+    dtype = token_dtype(vocab_size)
+    lengths = np.array([len(d) for d in docs], dtype=np.int64)
+    stream = np.concatenate(docs).astype(dtype) if docs else np.zeros(0, dtype)
+    np.save(out / f"{split}.tokens.npy", stream)
+    np.save(out / f"{split}.docs.npy", np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64))
+    entry: dict = {"tokens": int(stream.size), "documents": len(docs), "shards": {}, "tail_tokens_dropped": {}}
+    for stage, seq_len in seq_lens.items():
+        n = stream.size // seq_len
+        windows = stream[: n * seq_len].reshape(n, seq_len)
+        files = []
+        for k, start in enumerate(range(0, n, shard_sequences)):
+            name = f"{split}.{stage}.{k:05d}.npy"
+            block = windows[start : start + shard_sequences]
+            np.save(out / name, block)
+            files.append({"file": name, "sequences": int(len(block))})
+        entry["shards"][stage] = files
+        entry["tail_tokens_dropped"][stage] = int(stream.size - n * seq_len)
+    return entry
+
+
+def write_test_shards(out: Path, train_stream: np.ndarray, val_stream: np.ndarray, seq_len: int, vocab_size: int,
+                      seq_len_stage2: int | None = None) -> dict:
+    """A manifest and shards from raw token streams (one document per split): for tests and benchmarks."""
+    import json
+
+    seq_lens = {"stage1": seq_len, "stage2": seq_len_stage2 or seq_len}
+    manifest = {"format": FORMAT, "vocab_size": vocab_size, "seq_len": seq_lens, "splits": {},
+                "dtype": str(token_dtype(vocab_size))}
+    for split, stream in (("train", train_stream), ("val", val_stream)):
+        manifest["splits"][split] = write_split(out, split, [np.asarray(stream)], vocab_size, seq_lens, 1 << 16)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return manifest
