@@ -18,6 +18,7 @@ steps with periodic validation and checkpoints -> export to HF format.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -65,9 +66,15 @@ class TrainConfig:
     extra_ds_config: dict = field(default_factory=dict)
 
     def fingerprint(self) -> str:
-        """What must match for a checkpoint in work_dir to be resumable."""
+        """What must match for a checkpoint in work_dir to be resumable: this config and the same data.
+
+        The shard manifest carries a hash of every split's token stream, so new data never
+        resumes from a checkpoint trained on old data.
+        """
         d = asdict(self)
         d.pop("work_dir")
+        manifest = Path(self.shards_dir) / "manifest.json"
+        d["data"] = hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.exists() else None
         return json.dumps(d, sort_keys=True, default=str)
 
 

@@ -15,6 +15,7 @@ in shards of at most ``shard_sequences`` rows so no file grows without bound.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,8 @@ def write_split(
     stream = np.concatenate(docs).astype(dtype) if docs else np.zeros(0, dtype)
     np.save(out / f"{split}.tokens.npy", stream)
     np.save(out / f"{split}.docs.npy", np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64))
-    entry: dict = {"tokens": int(stream.size), "documents": len(docs), "shards": {}, "tail_tokens_dropped": {}}
+    entry: dict = {"tokens": int(stream.size), "documents": len(docs), "shards": {}, "tail_tokens_dropped": {},
+                   "sha256": hashlib.sha256(stream.tobytes()).hexdigest()}
     for stage, seq_len in seq_lens.items():
         n = stream.size // seq_len
         windows = stream[: n * seq_len].reshape(n, seq_len)

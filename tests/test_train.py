@@ -74,3 +74,17 @@ def test_two_ranks_with_torchrun(shards, tmp_path):
     result = launch(_cfg(shards, tmp_path / "ddp", max_steps=20, zero_stage=2), num_processes=2)
     assert result.val_loss_after < result.val_loss_before - 1.0
     assert result.tokens_seen == 20 * 8 * 32 * 2  # both ranks' batches count
+
+
+def test_new_data_never_resumes_an_old_checkpoint(shards, tmp_path):
+    import json
+
+    work = tmp_path / "w"
+    train(_cfg(shards, work, max_steps=10))
+    assert train(_cfg(shards, work, max_steps=10)).resumed_from_step == 10  # same data and config: resumes
+    other = tmp_path / "other"
+    shutil.copytree(shards, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["splits"]["train"]["sha256"] = "changed"
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    assert train(_cfg(other, work, max_steps=10)).resumed_from_step == 0
