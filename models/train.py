@@ -85,7 +85,8 @@ class TrainResult:
     tokens_seen: int
     val_loss_before: float
     val_loss_after: float
-    train_loss_last: float
+    train_loss_last: float | None
+    """None when a resumed run had no step left to run."""
     seconds: float
     tokens_per_second: float
     num_parameters: int
@@ -142,7 +143,7 @@ def train(cfg: TrainConfig, on_metrics: MetricsCallback | None = None) -> TrainR
         report(0, {"val_loss": val_before})
 
     t0 = time.perf_counter()
-    loss_value = float("nan")
+    loss_value: float | None = None
     tokens_per_step = cfg.micro_batch_size * cfg.grad_accum_steps * shards.seq_len * _world_size()
     step = start_step
     progress = _progress(rank == 0, cfg.max_steps, start_step)
@@ -266,7 +267,12 @@ class _progress:
     def __init__(self, enabled: bool, total: int, start: int):
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=total, initial=start, desc="train", unit="step", disable=not enabled)
+        import sys
+
+        # Redraw rarely when logging to a file: every redraw is a new chunk of log.
+        interval = 0.5 if sys.stderr.isatty() else 30.0
+        self.bar = tqdm(total=total, initial=start, desc="train", unit="step", disable=not enabled,
+                        mininterval=interval)
         self.postfix: dict[str, str] = {}
 
     def update(self, step: int, metrics: dict[str, float]) -> None:

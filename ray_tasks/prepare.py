@@ -196,9 +196,10 @@ def prepare(files: pa.Table, out: Path, cfg: PrepareConfig, work: Path | None = 
         raise ValueError("tokenize: need at least 2 repositories to split train/validation by repository")
 
     t0 = time.perf_counter()
-    results = _encode_all(files, tok.to_str(), cfg, repos, work, use_ray)
+    results, cached = _encode_all(files, tok.to_str(), cfg, repos, work, use_ray)
     encode_s = time.perf_counter() - t0
     docs = {r: d for res in results for r, d in zip(res["repos"], res["docs"])}
+    encoded_tokens = sum(len(d) for i, res in enumerate(results) if i not in cached for d in res["docs"])
 
     manifest: dict = {
         "format": FORMAT, "vocab_size": vocab, "special_tokens": len(SPECIAL_TOKENS),
@@ -225,7 +226,10 @@ def prepare(files: pa.Table, out: Path, cfg: PrepareConfig, work: Path | None = 
     manifest["metadata_document_rate"] = metadata_docs / max(fim.documents, 1)
     manifest["tokens_per_language"] = dict(lang_tokens.most_common())
     manifest["val_bytes_per_token"] = _bytes_per_token(tok, files, val_repos)
-    manifest["encode_tokens_per_second"] = total_tokens / encode_s if encode_s > 0 else 0.0
+    # Throughput over the chunks encoded in this run (cached chunks from an interrupted run excluded).
+    manifest["encode_tokens_per_second"] = encoded_tokens / encode_s if encoded_tokens and encode_s > 0 else None
+    manifest["chunks"] = {"total": len(results), "from_cache": len(cached)}
+    manifest["total_tokens"] = total_tokens
     manifest["config"] = asdict(cfg)
 
     fim_examples = fim_eval_set(files, val_repos, cfg.fim_eval_examples, cfg.seed)
@@ -239,7 +243,7 @@ def prepare(files: pa.Table, out: Path, cfg: PrepareConfig, work: Path | None = 
 
 
 def _encode_all(files: pa.Table, tok_json: str, cfg: PrepareConfig, repos: list[str], work: Path | None,
-                use_ray: bool) -> list[dict]:
+                use_ray: bool) -> tuple[list[dict], set[int]]:
     """Encode repositories in chunks of ``repos_per_task``; cached chunks are loaded, not recomputed."""
     import pyarrow.compute as pc
 
@@ -249,6 +253,7 @@ def _encode_all(files: pa.Table, tok_json: str, cfg: PrepareConfig, repos: list[
     cache = (work / "chunks") if work else None
     results: list[dict | None] = [_load_chunk(cache / f"{k}.npz") if cache else None for k in keys]
     todo = [i for i, r in enumerate(results) if r is None]
+    cached = set(range(len(results))) - set(todo)
     if use_ray and todo:
         import ray
 
@@ -262,7 +267,7 @@ def _encode_all(files: pa.Table, tok_json: str, cfg: PrepareConfig, repos: list[
         results[i] = res
         if cache:
             _save_chunk(cache / f"{keys[i]}.npz", res)
-    return results  # type: ignore[return-value]
+    return results, cached  # type: ignore[return-value]
 
 
 def _chunk_identity(table: pa.Table) -> list[str]:
@@ -320,6 +325,7 @@ def _summary(manifest: dict) -> dict:
     s["metadata_document_rate"] = manifest["metadata_document_rate"]
     s["val_bytes_per_token"] = manifest["val_bytes_per_token"]
     s["encode_tokens_per_second"] = manifest["encode_tokens_per_second"]
+    s["chunks_from_cache"] = manifest["chunks"]["from_cache"]
     s["tokens_per_language"] = dict(list(manifest["tokens_per_language"].items())[:15])
     s["fim_eval_examples"] = manifest["fim_eval_examples"]
     s["special_tokens"] = manifest["special_tokens"]

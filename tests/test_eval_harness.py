@@ -50,3 +50,14 @@ def test_canonical_solutions_pass_and_wrong_ones_fail(ray_session):
     metrics, _ = score(problems, wrong, [1], 5.0, 1024)
     assert metrics["pass@1"] == 0.0
     assert "check(" in program(problems[0], "    pass\n")
+
+
+def test_fim_exact_match_scoring():
+    from ray_tasks.fim_eval import exact_match, first_line, prompt
+
+    ex = {"task_id": "fim/0", "prefix": "a = 1\n" * 500, "middle": "    b = 2", "suffix": "\nc = 3\n" * 500}
+    p = prompt(ex, 100)
+    assert p.startswith("<fim_prefix>") and "<fim_suffix>" in p and p.endswith("<fim_middle>") and len(p) < 260
+    assert first_line("b = 2\nmore<|endoftext|>") == "b = 2"
+    score, records = exact_match([ex, {**ex, "task_id": "fim/1"}], ["b = 2  \nrest", "b = 3"])
+    assert score == 0.5 and [r["correct"] for r in records] == [True, False]

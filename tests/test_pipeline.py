@@ -36,7 +36,8 @@ TINY_PARAMS = {
                         "sliding_window": 32},
               "max_steps": 30, "warmup_steps": 3, "eval_every": 10, "eval_batches": 4, "checkpoint_every": 15,
               "micro_batch_size": 8, "lr": 0.003},
-    "evaluate": {"perplexity_batches": 4, "humaneval": {"limit": 6, "max_new_tokens": 16, "batch_size": 6}},
+    "evaluate": {"perplexity_batches": 4, "humaneval": {"limit": 6, "max_new_tokens": 16, "batch_size": 6},
+                 "fim": {"limit": 8, "max_new_tokens": 8}},
     "ray": {"num_cpus": 2, "object_store_memory_mb": 256},
 }
 
@@ -99,6 +100,10 @@ def test_first_run_executes_every_stage(workspace):
     assert metrics["train"]["val_loss_after"] < metrics["train"]["val_loss_before"]
     assert metrics["evaluate"]["selfcheck_pass@1"] == 1.0
     assert 0.0 <= metrics["evaluate"]["humaneval"]["pass@1"] <= 1.0
+    assert 0 < metrics["evaluate"]["fim_examples"] <= 8 and 0.0 <= metrics["evaluate"]["fim_exact_match"] <= 1.0
+    manifest = json.loads((workspace / "data" / "tokenize" / "manifest.json").read_text())
+    split = json.loads((workspace / "data" / "tokenize" / "split.json").read_text())
+    assert not set(split["train"]) & set(split["val"]) and manifest["fim"]["fim_fragments"] > 0
 
     from transformers import AutoModelForCausalLM
 
