@@ -68,7 +68,8 @@ def dvc_input_hashes(stage: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def stage_run(stage: str, params: Params, parent_run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
+def stage_run(stage: str, params: Params, parent_run_id: str | None = None,
+              log_system_metrics: bool = False) -> Iterator[mlflow.ActiveRun]:
     """An MLflow run for one stage, nested under the pipeline's run when there is one."""
     setup_mlflow(params)
     parent = parent_run_id or os.environ.get(PARENT_RUN_ENV)
@@ -77,7 +78,7 @@ def stage_run(stage: str, params: Params, parent_run_id: str | None = None) -> I
         tags["git.commit"] = commit
     if parent:
         tags["mlflow.parentRunId"] = parent
-    with mlflow.start_run(run_name=stage, tags=tags) as run:
+    with mlflow.start_run(run_name=stage, tags=tags, log_system_metrics=log_system_metrics) as run:
         section = getattr(params, stage, None)
         if section is not None:
             mlflow.log_params(flatten(section, prefix=f"{stage}."))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import mlflow
@@ -15,51 +16,96 @@ from flows import plots, tracking
 from flows.config import Params
 from flows.workspace import WORK, metrics_file, stage_dir
 from models.launch import launch
-from models.presets import ModelShape
-from models.train import TrainConfig, export_hf, train
+from models.presets import resolve
+from models.train import TrainConfig, TrainResult, deepspeed_config, export_hf, train
 from ray_tasks.tables import AtomicDir
 
 
-def train_config(params: Params) -> TrainConfig:
+def train_configs(params: Params) -> list[TrainConfig]:
+    """Stage 1 at the short context; stage 2 (when it has steps) continues from stage 1's weights
+    at the long context with a larger RoPE theta and its own schedule. Each has its own work dir,
+    so each resumes on its own."""
     p = params.train
     shards = stage_dir("tokenize")
-    return TrainConfig(
+    shape = resolve(p.model.preset, **p.model.overrides())
+    stage1 = TrainConfig(
         shards_dir=str(shards),
         tokenizer_dir=str(shards / "tokenizer"),
-        work_dir=str(WORK / "train"),
-        model=ModelShape(**p.model.model_dump()),
-        **p.model_dump(exclude={"model", "num_processes"}),
+        work_dir=str(WORK / "train" / "stage1"),
+        model=shape,
+        data_stage="stage1",
+        **p.model_dump(exclude={"model", "num_processes", "stage2"}),
     )
+    if not p.stage2.max_steps:
+        return [stage1]
+    s2 = p.stage2
+    stage2 = replace(
+        stage1,
+        work_dir=str(WORK / "train" / "stage2"),
+        data_stage="stage2",
+        init_from=str(WORK / "train" / "stage1_export"),
+        model=replace(shape, rope_theta=s2.rope_theta,
+                      max_position_embeddings=max(shape.max_position_embeddings, params.tokenize.seq_len_stage2)),
+        max_steps=s2.max_steps, lr=s2.lr, warmup_steps=s2.warmup_steps, micro_batch_size=s2.micro_batch_size,
+        eval_every=s2.eval_every, checkpoint_every=s2.checkpoint_every,
+    )
+    return [stage1, stage2]
 
 
 @flow(name="stage-train")
 def train_flow(params: Params, parent_run_id: str | None = None) -> dict:
     log = get_run_logger()
-    cfg = train_config(params)
-    with tracking.stage_run("train", params, parent_run_id) as run:
-        mlflow.log_dict(asdict(cfg), "train_config.json")
-
-        def on_metrics(step: int, metrics: dict[str, float]) -> None:
-            mlflow.log_metrics(metrics, step=step)
-
-        if params.train.num_processes > 1:
-            result = launch(cfg, params.train.num_processes)
-            for h in result.history:
-                on_metrics(int(h["step"]), {k: v for k, v in h.items() if k != "step"})
-        else:
-            result = train(cfg, on_metrics)
+    configs = train_configs(params)
+    stats: dict = {}
+    history: list[dict] = []
+    with tracking.stage_run("train", params, parent_run_id, log_system_metrics=True) as run:
+        offset = 0
+        for i, cfg in enumerate(configs, start=1):
+            name = f"stage{i}"
+            mlflow.log_dict(asdict(cfg), f"{name}/train_config.json")
+            mlflow.log_dict(deepspeed_config(cfg), f"{name}/ds_config.json")
+            result = _run_stage(cfg, params.train.num_processes, offset)
+            history += [{**h, "step": h["step"] + offset, "stage": i} for h in result.history]
+            stats[name] = {k: v for k, v in asdict(result).items() if k not in {"history", "checkpoint_dir"}}
+            offset += cfg.max_steps
+            if i < len(configs):
+                export_hf(cfg, result.checkpoint_tag, WORK / "train" / "stage1_export.tmp")
+                _replace_dir(WORK / "train" / "stage1_export.tmp", Path(configs[i].init_from))
+        final = configs[-1]
         with AtomicDir(stage_dir("train")) as out:
-            export_hf(cfg, result.checkpoint_tag, out / "model")
-            _copy_checkpoint(Path(cfg.work_dir), result.checkpoint_tag, out / "checkpoint")
-        _write_history(result.history, metrics_file("train_history").with_suffix(".csv"))
-        stats = {k: v for k, v in asdict(result).items() if k not in {"history", "checkpoint_dir"}}
-        stats["val_loss_drop"] = result.val_loss_before - result.val_loss_after
-        stats["mlflow_run_id"] = run.info.run_id
+            export_hf(final, result.checkpoint_tag, out / "model")
+            _copy_checkpoint(Path(final.work_dir), result.checkpoint_tag, out / "checkpoint")
+            for i, cfg in enumerate(configs, start=1):
+                (out / f"ds_config.stage{i}.json").write_text(json.dumps(deepspeed_config(cfg), indent=2))
+        _write_history(history, metrics_file("train_history").with_suffix(".csv"))
+        vals = [h["val_loss"] for h in history if "val_loss" in h]
+        stats.update(
+            steps=offset, val_loss_before=vals[0], val_loss_after=vals[-1], val_loss_drop=vals[0] - vals[-1],
+            tokens_seen=sum(stats[f"stage{i}"]["tokens_seen"] for i in range(1, len(configs) + 1)),
+            num_parameters=stats["stage1"]["num_parameters"], mlflow_run_id=run.info.run_id,
+        )
         tracking.publish_metrics("train", stats)
         with tempfile.TemporaryDirectory() as tmp:
-            mlflow.log_artifact(str(plots.loss_curve(result.history, Path(tmp) / "loss_curve.png")))
-        log.info("train: val loss %.3f -> %.3f in %d steps", result.val_loss_before, result.val_loss_after, result.steps)
+            mlflow.log_artifact(str(plots.loss_curve(history, Path(tmp) / "loss_curve.png")))
+        log.info("train: val loss %.3f -> %.3f in %d steps", vals[0], vals[-1], offset)
     return stats
+
+
+def _run_stage(cfg: TrainConfig, num_processes: int, offset: int) -> TrainResult:
+    def on_metrics(step: int, metrics: dict[str, float]) -> None:
+        mlflow.log_metrics(metrics, step=step + offset)
+
+    if num_processes > 1:
+        result = launch(cfg, num_processes)
+        for h in result.history:
+            on_metrics(int(h["step"]), {k: v for k, v in h.items() if k != "step"})
+        return result
+    return train(cfg, on_metrics)
+
+
+def _replace_dir(src: Path, dest: Path) -> None:
+    shutil.rmtree(dest, ignore_errors=True)
+    src.rename(dest)
 
 
 def _copy_checkpoint(work: Path, tag: str, dest: Path) -> None:
@@ -74,7 +120,7 @@ def _copy_checkpoint(work: Path, tag: str, dest: Path) -> None:
 
 def _write_history(history: list[dict[str, float]], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fields = ["step", "train_loss", "val_loss", "lr"]
+    fields = ["step", "stage", "train_loss", "val_loss", "lr", "grad_norm", "tokens_per_second"]
     tmp = path.with_suffix(".tmp")
     with tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")

@@ -66,10 +66,15 @@ class TokenShards:
         return ShardedArray(arrays)
 
 
-def random_batch(arr, batch_size: int, seed: int, step: int, rank: int = 0) -> torch.Tensor:
-    rng = np.random.default_rng([seed, step, rank])
-    idx = np.sort(rng.integers(0, len(arr), size=batch_size))
-    return torch.from_numpy(arr[idx].astype(np.int64))
+def random_batch(arr, batch_size: int, seed: int, step: int, rank: int = 0, world: int = 1) -> torch.Tensor:
+    """This rank's slice of the global batch of ``batch_size * world`` rows drawn for ``step``.
+
+    The global batch depends only on (seed, step), so 1 process with batch 8 and 2 processes
+    with batch 4 see the same rows: the data position is the step number.
+    """
+    rng = np.random.default_rng([seed, step])
+    rows = rng.integers(0, len(arr), size=batch_size * world)[rank * batch_size : (rank + 1) * batch_size]
+    return torch.from_numpy(arr[np.sort(rows)].astype(np.int64))
 
 
 def sequential_batches(arr, batch_size: int, max_batches: int):

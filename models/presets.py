@@ -8,9 +8,7 @@ dropout, so the presets set it to 0.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
-from transformers import Starcoder2Config
+from dataclasses import asdict, dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -35,7 +33,16 @@ PRESETS: dict[str, ModelShape] = {
 }
 
 
-def starcoder2_config(shape: ModelShape, vocab_size: int) -> Starcoder2Config:
+def resolve(preset: str, **overrides) -> ModelShape:
+    """A preset's shape with some fields replaced (params.yaml ``train.model``)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown model preset {preset!r}; expected one of {sorted(PRESETS)}")
+    return replace(PRESETS[preset], **overrides)
+
+
+def starcoder2_config(shape: ModelShape, vocab_size: int):
+    from transformers import Starcoder2Config
+
     return Starcoder2Config(
         vocab_size=vocab_size,
         **asdict(shape),

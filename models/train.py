@@ -48,6 +48,10 @@ class TrainConfig:
     work_dir: str
     """Checkpoints go here while training; a rerun with the same config resumes from them."""
     model: ModelShape
+    data_stage: str = "stage1"
+    """Which shard length to train on: ``stage1`` (base) or ``stage2`` (long context)."""
+    init_from: str | None = None
+    """An HF model folder whose weights start this run (stage 2 starts from stage 1's export)."""
     zero_stage: int = 1
     dtype: str = "fp32"
     micro_batch_size: int = 8
@@ -57,12 +61,19 @@ class TrainConfig:
     min_lr_ratio: float = 0.1
     warmup_steps: int = 30
     weight_decay: float = 0.1
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    adam_eps: float = 1e-8
     grad_clip: float = 1.0
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass (less memory, ~30% more compute)."""
     eval_every: int = 50
     eval_batches: int = 16
     checkpoint_every: int = 100
     seed: int = 0
     torch_threads: int | None = None
+    peak_flops: float | None = None
+    """Peak FLOP/s of one device, for the MFU estimate (None: MFU not reported)."""
     extra_ds_config: dict = field(default_factory=dict)
 
     def fingerprint(self) -> str:
@@ -73,6 +84,9 @@ class TrainConfig:
         """
         d = asdict(self)
         d.pop("work_dir")
+        if self.init_from:
+            weights = Path(self.init_from) / "model.safetensors"
+            d["init_weights"] = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.exists() else None
         manifest = Path(self.shards_dir) / "manifest.json"
         d["data"] = hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.exists() else None
         return json.dumps(d, sort_keys=True, default=str)
@@ -93,6 +107,7 @@ class TrainResult:
     checkpoint_dir: str
     checkpoint_tag: str
     history: list[dict[str, float]]
+    mfu: float | None = None
 
 
 def deepspeed_config(cfg: TrainConfig) -> dict:
@@ -111,20 +126,21 @@ def deepspeed_config(cfg: TrainConfig) -> dict:
 
 def train(cfg: TrainConfig, on_metrics: MetricsCallback | None = None) -> TrainResult:
     import deepspeed
-    from transformers import Starcoder2ForCausalLM, get_cosine_with_min_lr_schedule_with_warmup
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     _init_distributed(deepspeed)
-    rank = torch.distributed.get_rank()
-    shards = TokenShards(cfg.shards_dir)
+    rank, world = torch.distributed.get_rank(), _world_size()
+    shards = TokenShards(cfg.shards_dir, cfg.data_stage)
     train_arr, val_arr = shards.split("train"), shards.split("val")
 
     torch.manual_seed(cfg.seed)
-    model = Starcoder2ForCausalLM(starcoder2_config(cfg.model, shards.vocab_size))
+    model = build_model(cfg, shards.vocab_size)
     num_params = sum(p.numel() for p in model.parameters())
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, weight_decay=cfg.weight_decay
+        model.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
+        weight_decay=cfg.weight_decay,
     )
     scheduler = get_cosine_with_min_lr_schedule_with_warmup(
         optimizer, cfg.warmup_steps, cfg.max_steps, min_lr_rate=cfg.min_lr_ratio
@@ -135,28 +151,34 @@ def train(cfg: TrainConfig, on_metrics: MetricsCallback | None = None) -> TrainR
 
     work = Path(cfg.work_dir)
     start_step = _maybe_resume(engine, work, cfg)
-    history: list[dict[str, float]] = []
-    report = _reporter(history, on_metrics if rank == 0 else None)
+    history = _load_history(work, start_step)
+    report = _reporter(history, work / "history.jsonl", on_metrics, rank == 0)
 
-    val_before = evaluate_loss(engine, val_arr, cfg.micro_batch_size, cfg.eval_batches)
     if start_step == 0:
-        report(0, {"val_loss": val_before})
+        report(0, {"val_loss": evaluate_loss(engine, val_arr, cfg.micro_batch_size, cfg.eval_batches)})
 
     t0 = time.perf_counter()
     loss_value: float | None = None
-    tokens_per_step = cfg.micro_batch_size * cfg.grad_accum_steps * shards.seq_len * _world_size()
+    tokens_per_step = cfg.micro_batch_size * cfg.grad_accum_steps * shards.seq_len * world
     step = start_step
     progress = _progress(rank == 0, cfg.max_steps, start_step)
     for step in range(start_step + 1, cfg.max_steps + 1):
         engine.train()
+        t_step = time.perf_counter()
+        losses = []
         for micro in range(cfg.grad_accum_steps):
-            batch = random_batch(train_arr, cfg.micro_batch_size, cfg.seed, step * cfg.grad_accum_steps + micro, rank)
+            batch = random_batch(train_arr, cfg.micro_batch_size, cfg.seed, step * cfg.grad_accum_steps + micro, rank, world)
             batch = batch.to(engine.device)
             loss = engine(input_ids=batch, labels=batch).loss
             engine.backward(loss)
             engine.step()
-        loss_value = loss.item()
-        metrics = {"train_loss": loss_value, "lr": scheduler.get_last_lr()[0]}
+            losses.append(loss.detach())
+        loss_value = _global_mean(torch.stack(losses).mean())
+        metrics = {"train_loss": loss_value, "lr": scheduler.get_last_lr()[0],
+                   "tokens_per_second": tokens_per_step / (time.perf_counter() - t_step)}
+        grad_norm = engine.get_global_grad_norm()
+        if grad_norm is not None:
+            metrics["grad_norm"] = float(grad_norm)
         if step % cfg.eval_every == 0 or step == cfg.max_steps:
             metrics["val_loss"] = evaluate_loss(engine, val_arr, cfg.micro_batch_size, cfg.eval_batches)
         report(step, metrics)
@@ -166,22 +188,53 @@ def train(cfg: TrainConfig, on_metrics: MetricsCallback | None = None) -> TrainR
     seconds = time.perf_counter() - t0
     progress.close()
 
-    val_after = history[-1].get("val_loss", float("nan")) if history else val_before
     steps_run = max(0, step - start_step)
+    tps = steps_run * tokens_per_step / seconds if seconds > 0 and steps_run else 0.0
+    vals = [h["val_loss"] for h in history if "val_loss" in h]
     return TrainResult(
         steps=cfg.max_steps,
         resumed_from_step=start_step,
         tokens_seen=cfg.max_steps * tokens_per_step,
-        val_loss_before=val_before if start_step == 0 else _first_val(history, val_before),
-        val_loss_after=val_after,
+        val_loss_before=vals[0] if vals else float("nan"),
+        val_loss_after=vals[-1] if vals else float("nan"),
         train_loss_last=loss_value,
         seconds=seconds,
-        tokens_per_second=steps_run * tokens_per_step / seconds if seconds > 0 else 0.0,
+        tokens_per_second=tps,
         num_parameters=num_params,
         checkpoint_dir=str(work),
         checkpoint_tag=f"step{cfg.max_steps}",
         history=history,
+        mfu=mfu(num_params, cfg.model, shards.seq_len, tps / world, cfg.peak_flops) if tps else None,
     )
+
+
+def build_model(cfg: TrainConfig, vocab_size: int):
+    """A fresh StarCoder2 model, or one starting from ``init_from``'s weights with this config's shape
+    (stage 2: same weights, longer context and a larger RoPE theta)."""
+    from transformers import Starcoder2ForCausalLM
+
+    model = Starcoder2ForCausalLM(starcoder2_config(cfg.model, vocab_size))
+    if cfg.init_from:
+        from safetensors.torch import load_file
+
+        state = load_file(str(Path(cfg.init_from) / "model.safetensors"))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not (cfg.model.tie_word_embeddings and k == "lm_head.weight")]
+        if missing or unexpected:
+            raise RuntimeError(f"{cfg.init_from}: weights do not fit the model: missing {missing}, unexpected {unexpected}")
+        model.tie_weights()
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    return model
+
+
+def mfu(num_params: int, shape: ModelShape, seq_len: int, tokens_per_second_per_device: float,
+        peak_flops: float | None) -> float | None:
+    """Model FLOPs utilisation: (6N + 12·L·H·T) FLOPs per token (PaLM appendix B) over the device peak."""
+    if not peak_flops:
+        return None
+    attention = 12 * shape.num_hidden_layers * shape.hidden_size * min(seq_len, shape.sliding_window or seq_len)
+    return (6 * num_params + attention) * tokens_per_second_per_device / peak_flops
 
 
 @torch.no_grad()
@@ -200,7 +253,7 @@ def export_hf(cfg: TrainConfig, checkpoint_tag: str, out_dir: str | Path) -> Pat
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
     from transformers import Starcoder2ForCausalLM
 
-    shards = TokenShards(cfg.shards_dir)
+    shards = TokenShards(cfg.shards_dir, cfg.data_stage)
     model = Starcoder2ForCausalLM(starcoder2_config(cfg.model, shards.vocab_size))
     state = get_fp32_state_dict_from_zero_checkpoint(cfg.work_dir, tag=checkpoint_tag)
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -241,9 +294,10 @@ def _free_port() -> int:
 
 def _maybe_resume(engine, work: Path, cfg: TrainConfig) -> int:
     marker = work / "run_config.json"
-    if (work / "latest").exists() and marker.exists() and marker.read_text() == cfg.fingerprint():
+    if _complete_checkpoint(work) and marker.exists() and marker.read_text() == cfg.fingerprint():
         _, client = engine.load_checkpoint(str(work))
         step = int(client["step"])
+        torch.set_rng_state(client["torch_rng"])
         log.info("resumed from %s at step %d", work, step)
         return step
     if torch.distributed.get_rank() == 0:
@@ -252,13 +306,42 @@ def _maybe_resume(engine, work: Path, cfg: TrainConfig) -> int:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         marker.write_text(cfg.fingerprint())
+        (work / "ds_config.json").write_text(json.dumps(deepspeed_config(cfg), indent=2))
     torch.distributed.barrier()
     return 0
 
 
 def _save(engine, work: Path, cfg: TrainConfig, step: int) -> None:
-    # Every rank must call save_checkpoint (rank-0-only hangs under ZeRO).
-    engine.save_checkpoint(str(work), tag=f"step{step}", client_state={"step": step})
+    """Every rank must call save_checkpoint (rank-0-only hangs under ZeRO). DeepSpeed writes the
+    ``latest`` pointer only after the tag folder is complete, so a kill mid-save leaves ``latest``
+    on the previous checkpoint; the data position is the step (batches are a function of it)."""
+    engine.save_checkpoint(str(work), tag=f"step{step}", client_state={"step": step, "torch_rng": torch.get_rng_state()})
+
+
+def _complete_checkpoint(work: Path) -> bool:
+    latest = work / "latest"
+    if not latest.exists():
+        return False
+    tag = latest.read_text().strip()
+    return any((work / tag).glob("*model_states.pt"))
+
+
+def _load_history(work: Path, start_step: int) -> list[dict[str, float]]:
+    """Metrics logged before the checkpoint we resumed from (later lines belong to lost steps)."""
+    path = work / "history.jsonl"
+    if not start_step or not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r["step"] <= start_step]
+
+
+def _global_mean(value: torch.Tensor) -> float:
+    """The loss averaged over ranks, so 1 and N processes report the same number for the same batch."""
+    value = value.float().clone()
+    if _world_size() > 1:
+        torch.distributed.all_reduce(value)
+        value /= _world_size()
+    return value.item()
 
 
 class _progress:
@@ -284,15 +367,19 @@ class _progress:
         self.bar.close()
 
 
-def _first_val(history: list[dict[str, float]], default: float) -> float:
-    return next((h["val_loss"] for h in history if "val_loss" in h), default)
+def _reporter(history: list[dict[str, float]], path: Path, callback: MetricsCallback | None, is_rank0: bool):
+    """Record metrics in memory and in ``history.jsonl`` (rank 0), rewritten to match a resume point."""
+    if is_rank0:
+        path.write_text("".join(json.dumps(h) + "\n" for h in history))
 
-
-def _reporter(history: list[dict[str, float]], callback: MetricsCallback | None):
     def report(step: int, metrics: dict[str, float]) -> None:
         if not all(math.isfinite(v) for v in metrics.values()):
             raise FloatingPointError(f"non-finite metrics at step {step}: {metrics}")
         history.append({"step": step, **metrics})
+        if not is_rank0:
+            return
+        with path.open("a") as fh:
+            fh.write(json.dumps({"step": step, **metrics}) + "\n")
         if callback:
             callback(step, metrics)
         if "val_loss" in metrics:

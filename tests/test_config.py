@@ -53,5 +53,5 @@ def test_missing_file_and_bad_yaml(tmp_path):
 
 def test_flatten_for_mlflow():
     flat = flatten(Params())
-    assert flat["train.model.hidden_size"] == 128
+    assert flat["train.model.preset"] == "tiny" and flat["train.stage2.rope_theta"] == 1e6
     assert flat["ingest.sources.0.kind"] == "python_env"

@@ -35,7 +35,8 @@ TINY_PARAMS = {
                         "num_key_value_heads": 2, "intermediate_size": 256, "max_position_embeddings": 256,
                         "sliding_window": 32},
               "max_steps": 30, "warmup_steps": 3, "eval_every": 10, "eval_batches": 4, "checkpoint_every": 15,
-              "micro_batch_size": 8, "lr": 0.003},
+              "micro_batch_size": 8, "lr": 0.003,
+              "stage2": {"max_steps": 4, "micro_batch_size": 2, "eval_every": 2, "checkpoint_every": 4}},
     "evaluate": {"perplexity_batches": 4, "humaneval": {"limit": 6, "max_new_tokens": 16, "batch_size": 6},
                  "fim": {"limit": 8, "max_new_tokens": 8}},
     "ray": {"num_cpus": 2, "object_store_memory_mb": 256},
@@ -121,7 +122,7 @@ def test_mlflow_has_parent_children_and_challenger(workspace):
     assert sorted(r.data.tags["starflow.stage"] for r in children) == sorted(STAGES)
     train_run = next(r for r in children if r.data.tags["starflow.stage"] == "train")
     assert train_run.data.params["train.max_steps"] == "30"
-    assert len(client.get_metric_history(train_run.info.run_id, "train_loss")) == 30
+    assert len(client.get_metric_history(train_run.info.run_id, "train_loss")) == 30 + 4  # stage 1 + stage 2
     version = client.get_model_version_by_alias("starflow-coder", "challenger")
     assert int(version.version) >= 1
     import mlflow
@@ -142,7 +143,8 @@ def test_changed_train_params_rerun_only_train_and_evaluate(workspace):
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     summary = _run(workspace)
     assert summary["ran"] == ["train", "evaluate"]
-    assert json.loads((workspace / "metrics" / "train.json").read_text())["steps"] == 20
+    train_metrics = json.loads((workspace / "metrics" / "train.json").read_text())
+    assert train_metrics["stage1"]["steps"] == 20 and train_metrics["steps"] == 24
 
 
 def test_dvc_repro_drives_the_same_stages(workspace):
