@@ -30,7 +30,7 @@ test-quick: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_sandbox.py
-	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/train.py
 
 # Re-resolve the lock after changing pyproject dependencies.
 lock:

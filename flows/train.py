@@ -15,9 +15,10 @@ from prefect import flow, get_run_logger
 from flows import plots, tracking
 from flows.config import Params
 from flows.workspace import WORK, metrics_file, stage_dir
-from models.launch import launch
+from models.launch import launch, launch_ray
 from models.presets import resolve
 from models.train import TrainConfig, TrainResult, deepspeed_config, export_hf, train
+from ray_tasks.ray_exec import init_ray
 from ray_tasks.tables import AtomicDir
 
 
@@ -64,7 +65,7 @@ def train_flow(params: Params, parent_run_id: str | None = None) -> dict:
             name = f"stage{i}"
             mlflow.log_dict(asdict(cfg), f"{name}/train_config.json")
             mlflow.log_dict(deepspeed_config(cfg), f"{name}/ds_config.json")
-            result = _run_stage(cfg, params.train.num_processes, offset)
+            result = _run_stage(cfg, params.train.num_processes, offset, ray_cluster=_join_ray_cluster(params))
             history += [{**h, "step": h["step"] + offset, "stage": i} for h in result.history]
             stats[name] = {k: v for k, v in asdict(result).items() if k not in {"history", "checkpoint_dir"}}
             offset += cfg.max_steps
@@ -91,16 +92,24 @@ def train_flow(params: Params, parent_run_id: str | None = None) -> dict:
     return stats
 
 
-def _run_stage(cfg: TrainConfig, num_processes: int, offset: int) -> TrainResult:
+def _run_stage(cfg: TrainConfig, num_processes: int, offset: int, ray_cluster: bool = False) -> TrainResult:
     def on_metrics(step: int, metrics: dict[str, float]) -> None:
         mlflow.log_metrics(metrics, step=step + offset)
 
     if num_processes > 1:
-        result = launch(cfg, num_processes)
+        result = launch_ray(cfg, num_processes) if ray_cluster else launch(cfg, num_processes)
         for h in result.history:
             on_metrics(int(h["step"]), {k: v for k, v in h.items() if k != "step"})
         return result
     return train(cfg, on_metrics)
+
+
+def _join_ray_cluster(params: Params) -> bool:
+    """Multi-process training goes through Ray Train when a Ray cluster is configured."""
+    if not params.ray.address or params.train.num_processes <= 1:
+        return False
+    init_ray(params.ray.address, params.ray.num_cpus, params.ray.object_store_memory_mb)
+    return True
 
 
 def _replace_dir(src: Path, dest: Path) -> None:

@@ -270,16 +270,17 @@ def export_hf(cfg: TrainConfig, checkpoint_tag: str, out_dir: str | Path) -> Pat
 
 # --------------------------------------------------------------------------- helpers
 def _init_distributed(deepspeed) -> None:
-    """Set single-process rendezvous env when no launcher did, then init the process group."""
+    """Join the process group a launcher (torchrun, deepspeed, Ray Train) set up, or make a 1-rank one."""
+    if torch.distributed.is_initialized():
+        return
     if "RANK" not in os.environ:
         os.environ.update(
             {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
              "MASTER_PORT": str(_free_port())}
         )
-    if not torch.distributed.is_initialized():
-        from deepspeed.accelerator import get_accelerator
+    from deepspeed.accelerator import get_accelerator
 
-        deepspeed.init_distributed(dist_backend=get_accelerator().communication_backend_name())
+    deepspeed.init_distributed(dist_backend=get_accelerator().communication_backend_name())
 
 
 def _world_size() -> int:

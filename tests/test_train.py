@@ -199,3 +199,11 @@ def test_stage2_continues_from_stage1_weights(shards, tmp_path):
     from transformers import AutoConfig
 
     assert AutoConfig.from_pretrained(out).rope_parameters["rope_theta"] == 1e6
+
+
+def test_ray_train_torchtrainer_two_workers(shards, tmp_path, ray_session):
+    from models.launch import launch_ray
+
+    result = launch_ray(_cfg(shards, tmp_path / "ray", max_steps=10, micro_batch_size=4, zero_stage=2), num_workers=2)
+    assert result.tokens_seen == 10 * 4 * 32 * 2
+    assert result.val_loss_after < result.val_loss_before - 0.5
