@@ -18,6 +18,10 @@ def loss_curve(history: list[dict[str, float]], path: Path) -> Path:
         ax.plot(*zip(*train), label="train loss", alpha=0.6)
     if val:
         ax.plot(*zip(*val), "o-", label="validation loss")
+    starts = [h["step"] for prev, h in zip(history, history[1:]) if h.get("stage") != prev.get("stage")]
+    for x in starts:
+        ax.axvline(x, color="grey", linestyle="--", linewidth=1)
+        ax.text(x, ax.get_ylim()[1], " stage 2: long context", va="top", fontsize=8, color="grey")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("cross-entropy (nats/token)")
     ax.legend()

@@ -8,7 +8,7 @@ set here when no launcher did):
 Several processes or nodes: the same entry point under a launcher, which sets
 RANK/WORLD_SIZE/MASTER_ADDR and the rest:
 
-    deepspeed --num_gpus 8 -m models.train --config run_config.json
+    deepspeed --num_gpus 8 --module models.train --config run_config.json   # CPU: --num_accelerators 2
     torchrun --nproc_per_node 2 -m models.train --config run_config.json
 
 The loop reads top-down: build model -> deepspeed.initialize -> (resume) ->
@@ -295,8 +295,9 @@ def _free_port() -> int:
 
 def _maybe_resume(engine, work: Path, cfg: TrainConfig) -> int:
     marker = work / "run_config.json"
-    if _complete_checkpoint(work) and marker.exists() and marker.read_text() == cfg.fingerprint():
-        _, client = engine.load_checkpoint(str(work))
+    tag = _resume_tag(work)
+    if tag and marker.exists() and marker.read_text() == cfg.fingerprint():
+        _, client = engine.load_checkpoint(str(work), tag=tag)
         step = int(client["step"])
         torch.set_rng_state(client["torch_rng"])
         log.info("resumed from %s at step %d", work, step)
@@ -319,12 +320,17 @@ def _save(engine, work: Path, cfg: TrainConfig, step: int) -> None:
     engine.save_checkpoint(str(work), tag=f"step{step}", client_state={"step": step, "torch_rng": torch.get_rng_state()})
 
 
-def _complete_checkpoint(work: Path) -> bool:
+def _resume_tag(work: Path) -> str | None:
+    """The newest complete checkpoint: ``latest`` if its files are all there, else the newest
+    ``stepN`` folder that is (a save killed half-way is skipped, never loaded)."""
     latest = work / "latest"
-    if not latest.exists():
-        return False
-    tag = latest.read_text().strip()
-    return any((work / tag).glob("*model_states.pt"))
+    candidates = [latest.read_text().strip()] if latest.exists() else []
+    steps = sorted((p.name for p in work.glob("step*") if p.name[4:].isdigit()), key=lambda n: -int(n[4:]))
+    for tag in candidates + steps:
+        folder = work / tag
+        if any(folder.glob("*model_states.pt")) and any(folder.glob("*optim_states.pt")):
+            return tag
+    return None
 
 
 def _load_history(work: Path, start_step: int) -> list[dict[str, float]]:

@@ -207,3 +207,37 @@ def test_ray_train_torchtrainer_two_workers(shards, tmp_path, ray_session):
     result = launch_ray(_cfg(shards, tmp_path / "ray", max_steps=10, micro_batch_size=4, zero_stage=2), num_workers=2)
     assert result.tokens_seen == 10 * 4 * 32 * 2
     assert result.val_loss_after < result.val_loss_before - 0.5
+
+
+def test_deepspeed_launcher_two_ranks(shards, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from dataclasses import asdict
+    from pathlib import Path
+
+    cfg = _cfg(shards, tmp_path / "ds", max_steps=10, micro_batch_size=4)
+    (tmp_path / "cfg.json").write_text(json.dumps(asdict(cfg)))
+    launcher = Path(sys.executable).parent / "deepspeed"
+    env = {k: v for k, v in os.environ.items() if k not in {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"}}
+    proc = subprocess.run(
+        [str(launcher), "--num_accelerators", "2", "--master_port", "29533", "--module", "models.train",
+         "--config", str(tmp_path / "cfg.json"), "--result", str(tmp_path / "result.json")],
+        env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["tokens_seen"] == 10 * 4 * 32 * 2
+    assert result["val_loss_after"] < result["val_loss_before"] - 0.5
+
+
+def test_a_half_written_checkpoint_is_never_loaded(shards, tmp_path):
+    work = tmp_path / "w"
+    cfg = _cfg(shards, work, max_steps=20, checkpoint_every=10)
+    train(cfg)
+    for f in (work / "step20").glob("*optim_states.pt"):
+        f.unlink()  # as if killed while writing step20
+    resumed = train(cfg)
+    assert resumed.resumed_from_step == 10
+    assert [h["step"] for h in resumed.history if "train_loss" in h] == list(range(1, 21))
