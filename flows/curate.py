@@ -11,7 +11,7 @@ from flows.config import Params
 from flows.workspace import FILES, REJECTED, stage_dir
 from ray_tasks.curate import build_filters, split_annotated
 from ray_tasks.filters import apply_filters
-from ray_tasks.ray_exec import init_ray, map_batches
+from ray_tasks.ray_exec import map_batches, ray_running
 from ray_tasks.tables import AtomicDir, read_table, reason_counts, write_parquet_atomic
 
 
@@ -22,14 +22,8 @@ def curate_flow(params: Params, parent_run_id: str | None = None) -> dict:
     with tracking.stage_run("curate", params, parent_run_id):
         files = read_table(stage_dir("dedup") / FILES)
         filters = build_filters(cfg.keep_license_types, cfg.drop_unknown_language, **cfg.quality.model_dump())
-        started = init_ray(params.ray.address, params.ray.num_cpus, params.ray.object_store_memory_mb)
-        try:
+        with ray_running(params.ray.address, params.ray.num_cpus, params.ray.object_store_memory_mb):
             annotated = map_batches(files, apply_filters, cfg.batch_size, {"filters": filters})
-        finally:
-            if started:
-                import ray
-
-                ray.shutdown()
         kept, rejected = split_annotated(annotated)
         with AtomicDir(stage_dir("curate")) as out:
             write_parquet_atomic(kept, out / FILES)

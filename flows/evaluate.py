@@ -22,7 +22,7 @@ from models.perplexity import perplexity
 from ray_tasks import fim_eval
 from ray_tasks.code_eval import score
 from ray_tasks.humaneval import load_problems
-from ray_tasks.ray_exec import init_ray
+from ray_tasks.ray_exec import ray_running
 from ray_tasks.tables import AtomicDir
 
 CHALLENGER = "challenger"
@@ -36,8 +36,7 @@ def evaluate_flow(params: Params, parent_run_id: str | None = None) -> dict:
     with tracking.stage_run("evaluate", params, parent_run_id) as run:
         ppl = perplexity(model_dir, str(stage_dir("tokenize")), params.train.micro_batch_size, cfg.perplexity_batches)
         problems = load_problems(cfg.humaneval.limit)
-        started = init_ray(params.ray.address, params.ray.num_cpus, params.ray.object_store_memory_mb)
-        try:
+        with ray_running(params.ray.address, params.ray.num_cpus, params.ray.object_store_memory_mb):
             canonical, canonical_records = score(
                 problems, [[p.canonical_solution] for p in problems], [1], cfg.sandbox.timeout_s, cfg.sandbox.memory_mb
             )
@@ -51,11 +50,6 @@ def evaluate_flow(params: Params, parent_run_id: str | None = None) -> dict:
             )
             passk, records = score(problems, completions, he.ks, cfg.sandbox.timeout_s, cfg.sandbox.memory_mb)
             fim_em, fim_records = _fim_exact_match(model_dir, cfg)
-        finally:
-            if started:
-                import ray
-
-                ray.shutdown()
         with AtomicDir(stage_dir("evaluate")) as out:
             _write_jsonl(out / "humaneval_samples.jsonl", records)
             _write_jsonl(out / "selfcheck.jsonl", canonical_records)

@@ -8,7 +8,7 @@ from flows import tracking
 from flows.config import Params
 from flows.workspace import FILES, WORK, stage_dir
 from ray_tasks.prepare import PrepareConfig, prepare
-from ray_tasks.ray_exec import init_ray
+from ray_tasks.ray_exec import ray_running
 from ray_tasks.tables import AtomicDir, read_table
 
 
@@ -17,15 +17,9 @@ def tokenize_flow(params: Params, parent_run_id: str | None = None) -> dict:
     log = get_run_logger()
     with tracking.stage_run("tokenize", params, parent_run_id):
         files = read_table(stage_dir("curate") / FILES)
-        started = init_ray(params.ray.address, params.ray.num_cpus, params.ray.object_store_memory_mb)
-        try:
+        with ray_running(params.ray.address, params.ray.num_cpus, params.ray.object_store_memory_mb):
             with AtomicDir(stage_dir("tokenize")) as out:
                 stats = prepare(files, out, PrepareConfig(**params.tokenize.model_dump()), WORK / "tokenize", use_ray=True)
-        finally:
-            if started:
-                import ray
-
-                ray.shutdown()
         tracking.publish_metrics("tokenize", stats)
         log.info("tokenize: %s", stats)
     return stats

@@ -7,9 +7,10 @@ scales out. Order is preserved so that outputs are byte-identical between runs
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 
@@ -33,6 +34,19 @@ def init_ray(address: str | None, num_cpus: int | None, object_store_memory_mb: 
     else:
         ray.init(num_cpus=num_cpus, object_store_memory=object_store_memory_mb * 1024 * 1024, **kwargs)
     return True
+
+
+@contextlib.contextmanager
+def ray_running(address: str | None, num_cpus: int | None, object_store_memory_mb: int) -> Iterator[None]:
+    """Ray for the duration of a stage: started (and then shut down) here unless already up."""
+    started = init_ray(address, num_cpus, object_store_memory_mb)
+    try:
+        yield
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
 
 
 def map_batches(
