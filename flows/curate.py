@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 from prefect import flow, get_run_logger
 
 from flows import tracking
@@ -12,7 +10,10 @@ from flows.workspace import FILES, REJECTED, stage_dir
 from ray_tasks.curate import build_filters, split_annotated
 from ray_tasks.filters import apply_filters
 from ray_tasks.ray_exec import map_batches, ray_running
-from ray_tasks.tables import AtomicDir, read_table, reason_counts, write_parquet_atomic
+from ray_tasks.stats import curation_stats
+from ray_tasks.tables import AtomicDir, read_table, write_json_atomic, write_parquet_atomic
+
+STATS = "stats.json"
 
 
 @flow(name="stage-curate")
@@ -21,28 +22,43 @@ def curate_flow(params: Params, parent_run_id: str | None = None) -> dict:
     cfg = params.curate
     with tracking.stage_run("curate", params, parent_run_id):
         files = read_table(stage_dir("dedup") / FILES)
-        filters = build_filters(cfg.keep_license_types, cfg.drop_unknown_language, **cfg.quality.model_dump())
+        filters = build_filters(cfg.keep_license_types, cfg.drop_unknown_language, drop_vendor=cfg.drop_vendor,
+                                **cfg.quality.model_dump())
         with ray_running(params.ray.address, params.ray.num_cpus, params.ray.object_store_memory_mb):
             annotated = map_batches(files, apply_filters, cfg.batch_size, {"filters": filters})
         kept, rejected = split_annotated(annotated)
+        stats = curation_stats(files, kept, rejected)
         with AtomicDir(stage_dir("curate")) as out:
             write_parquet_atomic(kept, out / FILES)
             write_parquet_atomic(rejected, out / REJECTED)
-        stats = {
-            "files_in": files.num_rows,
-            "files_kept": kept.num_rows,
-            "files_rejected": rejected.num_rows,
-            "bytes_kept": int(sum(kept.column("length_bytes").to_pylist())),
-            "rejected_by_reason": reason_counts(rejected),
-            "kept_by_language": dict(Counter(kept.column("language").to_pylist()).most_common(20)),
-        }
-        tracking.publish_metrics("curate", stats)
-        _log_reason_chart(stats["rejected_by_reason"])
+            write_json_atomic(stats, out / STATS)
+        tracking.publish_metrics("curate", summary(stats), table_rows=table_rows(stats))
+        publish_plots(stats, stage_dir("curate") / STATS)
         log.info("curate: kept %d of %d files", kept.num_rows, files.num_rows)
-    return stats
+    return summary(stats)
 
 
-def _log_reason_chart(reasons: dict[str, int]) -> None:
+def summary(stats: dict) -> dict:
+    """The figures DVC and MLflow track (the full account stays in stats.json)."""
+    keys = ("files_in", "bytes_in", "files_kept", "bytes_kept", "files_rejected", "bytes_rejected", "kept_vendor_files")
+    return {
+        **{k: stats[k] for k in keys},
+        "rejected_by_reason": {k: v["files"] for k, v in stats["rejected_by_reason"].items()},
+        "kept_by_license_type": {k: v["files"] for k, v in stats["kept_by_license_type"].items()},
+        "kept_by_language": {k: v["files"] for k, v in list(stats["kept_by_language"].items())[:20]},
+    }
+
+
+def table_rows(stats: dict) -> list[dict]:
+    """One row per (what, value) with files and bytes: the Prefect table artifact."""
+    rows = [{"group": "total", "value": "kept", "files": stats["files_kept"], "bytes": stats["bytes_kept"]},
+            {"group": "total", "value": "rejected", "files": stats["files_rejected"], "bytes": stats["bytes_rejected"]}]
+    for group in ("rejected_by_reason", "kept_by_license_type", "kept_by_language"):
+        rows += [{"group": group, "value": k, **v} for k, v in stats[group].items()]
+    return rows
+
+
+def publish_plots(stats: dict, stats_file) -> None:
     import tempfile
     from pathlib import Path
 
@@ -50,6 +66,13 @@ def _log_reason_chart(reasons: dict[str, int]) -> None:
 
     from flows import plots
 
-    if reasons:
-        with tempfile.TemporaryDirectory() as tmp:
+    if not mlflow.active_run():
+        return
+    mlflow.log_artifact(str(stats_file))
+    with tempfile.TemporaryDirectory() as tmp:
+        if stats["kept_by_language"]:
+            mlflow.log_artifact(str(plots.language_distribution(
+                stats["kept_by_language"], "curate: kept files by language", Path(tmp) / "languages.png")))
+        reasons = {k: v["files"] for k, v in stats["rejected_by_reason"].items()}
+        if reasons:
             mlflow.log_artifact(str(plots.bar_chart(reasons, "curate: files rejected by reason", Path(tmp) / "rejected_by_reason.png")))

@@ -41,3 +41,25 @@ def bar_chart(counts: dict[str, int], title: str, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def language_distribution(by_language: dict[str, dict[str, int]], title: str, path: Path, top: int = 25) -> Path:
+    """Files and megabytes per language, side by side (largest ``top`` by bytes; the rest summed)."""
+    items = sorted(by_language.items(), key=lambda kv: kv[1]["bytes"], reverse=True)
+    head, tail = items[:top], items[top:]
+    if tail:
+        head.append((f"{len(tail)} others", {"files": sum(v["files"] for _, v in tail), "bytes": sum(v["bytes"] for _, v in tail)}))
+    head.reverse()
+    names = [k for k, _ in head]
+    fig, (ax_files, ax_bytes) = plt.subplots(1, 2, sharey=True, figsize=(10, max(2.5, 0.32 * len(head) + 1.2)))
+    ax_files.barh(names, [v["files"] for _, v in head])
+    ax_files.set_xlabel("files")
+    ax_files.set_xscale("log")
+    ax_bytes.barh(names, [v["bytes"] / 1e6 for _, v in head], color="tab:orange")
+    ax_bytes.set_xlabel("MB")
+    ax_bytes.set_xscale("log")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,15 +1,22 @@
-"""Curation filters in datatrove's style: each says keep, or drop with a reason.
+"""Curation steps in datatrove's style: annotate a batch, then each filter says keep, or drop with a reason.
 
 A filter is a small object with ``name`` and ``__call__(batch) -> list[str | None]``
-(None = keep, a string = the drop reason), vectorised over an Arrow batch.
-``apply_filters`` runs a list of them and returns the batch annotated with
-``language``, ``keep`` and ``reason``; the same function runs under Ray Data's
-``map_batches`` and directly in tests, so both give identical results.
+(None = keep, a string = the drop reason), vectorised over an Arrow batch that
+``annotate`` has already given ``language``, ``is_vendor``, ``is_generated`` and
+The Stack v2's per-file statistics (``alpha_fraction``, ``alphanum_fraction``,
+``num_lines``, ``avg_line_length``, ``max_line_length``). ``apply_filters`` runs a
+list of them and returns the batch with ``keep`` and the first failing filter's
+``reason``; the same function runs under Ray Data's ``map_batches`` and directly
+in tests, so both give identical results.
+
+Thresholds and language lists: stack_v2_curation.md §4.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -17,10 +24,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ray_tasks.language import detect_language
+from ray_tasks.provenance import has_generated_marker, is_generated, is_vendor
 
-# Languages exempt from the avg/max line-length rule (The Stack v2, §4): only
-# their longest line is capped, at ``exempt_max_line_length``.
-LINE_LENGTH_EXEMPT = {"HTML", "JSON", "Markdown", "Roff", "Roff Manpage", "SMT", "TeX", "Text", "XML"}
+# Languages exempt from the avg/max line-length rule: only their longest line is capped.
+LINE_LENGTH_EXEMPT = ("HTML", "JSON", "Markdown", "Roff", "Roff Manpage", "SMT", "TeX", "Text", "XML")
+# Languages where the alphabetic rule uses alphanumeric characters instead.
+ALPHANUM_LANGUAGES = ("Motorola 68K Assembly", "WebAssembly")
+# Data-like languages capped at ``max_data_lines`` lines.
+DATA_LANGUAGES = ("Text", "JSON", "YAML", "Web Ontology Language", "Graphviz (DOT)")
+# Text files kept only under these names (paper: requirements, readme, notes, todo, description, cmakelists).
+TEXT_NAME_STEMS = ("readme", "notes", "todo", "description", "cmakelists")
+
+ENCODED_PATTERNS = {
+    "base64": r"[a-zA-Z0-9+/\n=]{64,}",
+    "hex": r"(?:\b(?:0x|\\x)?[0-9a-fA-F]{2}(?:,|\b\s*)){8,}",
+    "unicode": r"(?:\\u[0-9a-fA-F]{4}){8,}",
+}
 
 
 class Filter(Protocol):
@@ -29,6 +48,46 @@ class Filter(Protocol):
     def __call__(self, batch: pa.Table) -> list[str | None]: ...
 
 
+# --------------------------------------------------------------------------- annotate
+def annotate(batch: pa.Table) -> pa.Table:
+    """Add language, vendor/generated flags and line/character statistics to a files batch."""
+    paths = batch.column("path").to_pylist()
+    contents = batch.column("content").to_pylist()
+    given = batch.column("language").to_pylist() if "language" in batch.column_names else [None] * len(paths)
+    langs = [g or detect_language(p, c) for g, p, c in zip(given, paths, contents)]
+    batch = set_column(batch, "language", pa.array(langs, pa.string()))
+    batch = set_column(batch, "is_vendor", pa.array([is_vendor(p) for p in paths], pa.bool_()))
+    batch = set_column(batch, "is_generated", pa.array([is_generated(p, c) for p, c in zip(paths, contents)], pa.bool_()))
+    for name, values in text_stats(batch.column("content")).items():
+        batch = set_column(batch, name, values)
+    return batch
+
+
+def text_stats(content: pa.ChunkedArray | pa.Array) -> dict[str, pa.Array]:
+    """Per-file statistics, vectorised with Arrow compute (no Python loop over lines)."""
+    content = content.combine_chunks() if isinstance(content, pa.ChunkedArray) else content
+    n_chars = pc.utf8_length(content).to_numpy(zero_copy_only=False).astype(np.float64)
+    alpha = n_chars - pc.utf8_length(pc.replace_substring_regex(content, r"\p{L}", "")).to_numpy(zero_copy_only=False)
+    alnum = n_chars - pc.utf8_length(pc.replace_substring_regex(content, r"[\p{L}\p{N}]", "")).to_numpy(zero_copy_only=False)
+    lines = pc.split_pattern(content, "\n")
+    offsets = lines.offsets.to_numpy()
+    n_lines = np.diff(offsets)
+    line_lengths = pc.utf8_length(pc.list_flatten(lines)).to_numpy(zero_copy_only=False)
+    starts = offsets[:-1] - offsets[0]
+    max_len = np.maximum.reduceat(line_lengths, starts) if len(line_lengths) else np.zeros(len(n_lines), np.int64)
+    # Newlines are not part of any line: average = (chars - newlines) / lines, as a split gives.
+    avg = (n_chars - (n_lines - 1)) / np.maximum(n_lines, 1)
+    safe = np.maximum(n_chars, 1)
+    return {
+        "alpha_fraction": pa.array(np.where(n_chars > 0, alpha / safe, 0.0)),
+        "alphanum_fraction": pa.array(np.where(n_chars > 0, alnum / safe, 0.0)),
+        "num_lines": pa.array(n_lines.astype(np.int64)),
+        "avg_line_length": pa.array(avg),
+        "max_line_length": pa.array(max_len.astype(np.int64)),
+    }
+
+
+# --------------------------------------------------------------------------- filters
 @dataclass
 class LicenseFilter:
     keep_types: Sequence[str]
@@ -50,25 +109,33 @@ class LanguageFilter:
 
 
 @dataclass
+class VendorFilter:
+    name: str = "vendor"
+
+    def __call__(self, batch: pa.Table) -> list[str | None]:
+        return ["vendor" if v else None for v in batch.column("is_vendor").to_pylist()]
+
+
+@dataclass
 class LineLengthFilter:
     max_lines: int = 100_000
     max_avg_line_length: float = 100.0
     max_line_length: int = 1000
     exempt_max_line_length: int = 100_000
+    exempt_languages: Sequence[str] = LINE_LENGTH_EXEMPT
     name: str = "line_length"
 
     def __call__(self, batch: pa.Table) -> list[str | None]:
+        exempt = set(self.exempt_languages)
         out: list[str | None] = []
-        for text, lang in zip(batch.column("content").to_pylist(), batch.column("language").to_pylist()):
-            lengths = [len(line) for line in text.split("\n")]
-            longest = max(lengths)
-            if len(lengths) > self.max_lines:
+        for lang, n, avg, longest in zip(*(batch.column(c).to_pylist() for c in ("language", "num_lines", "avg_line_length", "max_line_length"))):
+            if n > self.max_lines:
                 out.append("too_many_lines")
-            elif lang in LINE_LENGTH_EXEMPT:
+            elif lang in exempt:
                 out.append("max_line_length" if longest > self.exempt_max_line_length else None)
             elif longest > self.max_line_length:
                 out.append("max_line_length")
-            elif sum(lengths) / len(lengths) > self.max_avg_line_length:
+            elif avg > self.max_avg_line_length:
                 out.append("avg_line_length")
             else:
                 out.append(None)
@@ -76,28 +143,117 @@ class LineLengthFilter:
 
 
 @dataclass
+class AutogeneratedFilter:
+    """linguist's ``is_generated`` or a marker ("auto-generated", ...) in the first lines."""
+
+    head_lines: int = 5
+    name: str = "autogenerated"
+
+    def __call__(self, batch: pa.Table) -> list[str | None]:
+        flags = batch.column("is_generated").to_pylist()
+        contents = batch.column("content").to_pylist()
+        return ["autogenerated" if g or has_generated_marker(c, self.head_lines) else None for g, c in zip(flags, contents)]
+
+
+@dataclass
 class AlphaFilter:
     min_alpha_fraction: float = 0.25
+    alphanum_languages: Sequence[str] = ALPHANUM_LANGUAGES
     name: str = "alpha"
 
     def __call__(self, batch: pa.Table) -> list[str | None]:
-        content = batch.column("content")
-        n_chars = pc.utf8_length(content).to_numpy(zero_copy_only=False).astype(np.float64)
-        # Count alphabetic code points by removing them and measuring what is left.
-        non_alpha = pc.utf8_length(pc.replace_substring_regex(content, r"\p{L}", "")).to_numpy(zero_copy_only=False)
-        alpha = n_chars - non_alpha
-        frac = np.divide(alpha, n_chars, out=np.zeros_like(alpha), where=n_chars > 0)
-        return [None if f >= self.min_alpha_fraction else "alpha_fraction" for f in frac]
+        use_alnum = set(self.alphanum_languages)
+        rows = zip(batch.column("language").to_pylist(), batch.column("alpha_fraction").to_pylist(),
+                   batch.column("alphanum_fraction").to_pylist())
+        return [None if (alnum if lang in use_alnum else alpha) >= self.min_alpha_fraction else "alpha_fraction"
+                for lang, alpha, alnum in rows]
 
 
-def add_language(batch: pa.Table) -> pa.Table:
-    langs = [detect_language(p) for p in batch.column("path").to_pylist()]
-    return _set_column(batch, "language", pa.array(langs, pa.string()))
+@dataclass
+class EncodedDataFilter:
+    """Base64 / hex / unicode-escape blobs: one match over ``max_match_chars`` or over ``max_fraction`` of the file."""
+
+    max_match_chars: int = 1024
+    max_fraction: float = 0.5
+    name: str = "encoded_data"
+    _patterns: list[tuple[str, re.Pattern[str]]] = field(
+        default_factory=lambda: [(k, re.compile(v)) for k, v in ENCODED_PATTERNS.items()], repr=False)
+
+    def __call__(self, batch: pa.Table) -> list[str | None]:
+        return [self._check(text) for text in batch.column("content").to_pylist()]
+
+    def _check(self, text: str) -> str | None:
+        if not text:
+            return None
+        matched = 0
+        for kind, pattern in self._patterns:
+            for m in pattern.finditer(text):
+                span = m.end() - m.start()
+                if span > self.max_match_chars:
+                    return f"encoded_data:{kind}"
+                matched += span
+        return "encoded_data:fraction" if matched > self.max_fraction * len(text) else None
 
 
+@dataclass
+class DataSizeFilter:
+    """Text, JSON, YAML, OWL and DOT files longer than ``max_lines`` lines are data, not code."""
+
+    max_lines: int = 512
+    languages: Sequence[str] = DATA_LANGUAGES
+    name: str = "data_size"
+
+    def __call__(self, batch: pa.Table) -> list[str | None]:
+        capped = set(self.languages)
+        return ["data_too_long" if lang in capped and n > self.max_lines else None
+                for lang, n in zip(batch.column("language").to_pylist(), batch.column("num_lines").to_pylist())]
+
+
+@dataclass
+class TextNameFilter:
+    """Plain-text files are kept only when they are requirements, READMEs, notes, TODOs..."""
+
+    stems: Sequence[str] = TEXT_NAME_STEMS
+    name: str = "text_name"
+
+    def __call__(self, batch: pa.Table) -> list[str | None]:
+        stems = set(self.stems)
+        out: list[str | None] = []
+        for lang, path in zip(batch.column("language").to_pylist(), batch.column("path").to_pylist()):
+            fname = PurePosixPath(path).name.lower()
+            ok = lang != "Text" or "requirement" in fname or PurePosixPath(fname).stem in stems
+            out.append(None if ok else "text_filename")
+        return out
+
+
+@dataclass
+class HtmlFilter:
+    """HTML is kept only with enough visible text: ``min_text_chars`` and ``min_text_fraction`` of the file."""
+
+    min_text_chars: int = 100
+    min_text_fraction: float = 0.2
+    name: str = "html"
+
+    def __call__(self, batch: pa.Table) -> list[str | None]:
+        return [self._check(text) if lang == "HTML" else None
+                for lang, text in zip(batch.column("language").to_pylist(), batch.column("content").to_pylist())]
+
+    def _check(self, html: str) -> str | None:
+        from bs4 import BeautifulSoup
+
+        soup = BeautifulSoup(html, "html.parser")
+        for tag in soup(["script", "style"]):
+            tag.decompose()
+        text = soup.get_text()
+        if len(text) < self.min_text_chars:
+            return "html_visible_text"
+        return None if len(text) >= self.min_text_fraction * max(len(html), 1) else "html_visible_text"
+
+
+# --------------------------------------------------------------------------- run
 def apply_filters(batch: pa.Table, filters: Sequence[Filter]) -> pa.Table:
-    """Annotate a batch with ``language``, ``keep`` and the first failing filter's ``reason``."""
-    batch = add_language(batch)
+    """Annotate a batch, then add ``keep`` and the first failing filter's ``reason``."""
+    batch = annotate(batch)
     reasons: list[str | None] = [None] * batch.num_rows
     for f in filters:
         pending = [i for i, r in enumerate(reasons) if r is None]
@@ -106,11 +262,19 @@ def apply_filters(batch: pa.Table, filters: Sequence[Filter]) -> pa.Table:
         verdicts = f(batch.take(pending))
         for i, verdict in zip(pending, verdicts):
             reasons[i] = verdict
-    batch = _set_column(batch, "reason", pa.array(reasons, pa.string()))
-    return _set_column(batch, "keep", pa.array([r is None for r in reasons], pa.bool_()))
+    batch = set_column(batch, "reason", pa.array(reasons, pa.string()))
+    return set_column(batch, "keep", pa.array([r is None for r in reasons], pa.bool_()))
 
 
-def _set_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
+def set_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
     if name in table.column_names:
         return table.set_column(table.column_names.index(name), name, values)
     return table.append_column(name, values)
+
+
+# Kept for callers of the skeleton's API.
+_set_column = set_column
+
+
+def add_language(batch: pa.Table) -> pa.Table:
+    return annotate(batch)

@@ -1,21 +1,24 @@
-"""Repository license detection and The Stack v2's license classes.
+"""License detection per repository, propagated to files, and The Stack v2's license classes.
 
-A repository's licenses come from metadata when the source has any (PyPI's
-``License-Expression``, trove classifiers, the ``License`` field; GitHub's
-``gha_license_id``) and otherwise from license-like files. The class follows the
-paper (stack_v2_curation.md §3): any permissive license with nothing
-non-permissive -> ``permissive``; nothing detected -> ``no_license``; anything
-else -> ``non_permissive``.
+Where licenses come from (stack_v2_curation.md §3):
+- a source's own metadata when it has any (GitHub's ``gha_license_id``; PyPI's
+  ``License-Expression``, trove classifiers or ``License`` field): the *declared* license;
+- otherwise ScanCode on license-like files (go-license-detector's file-name
+  pattern: LICENSE*, COPYING*, NOTICE*, README*...). A license file applies to
+  its own directory subtree, so a vendored ``third_party/x/LICENSE`` only
+  licenses ``third_party/x/...``; a file gets the union over its ancestors.
 
-The text matcher below is a phrase table, not ScanCode: it recognises the
-common license texts by their distinctive sentences. It is the first cut the
-walking skeleton needs; a real scanner replaces it in the curation issue.
+``license_type`` follows the paper's algorithm, including its two quirks: a
+permissive declared license overrides everything, and an ``unknown license
+reference`` next to a permissive license is ignored.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Callable
 from importlib import resources
 
 PERMISSIVE, NO_LICENSE, NON_PERMISSIVE = "permissive", "no_license", "non_permissive"
@@ -27,28 +30,6 @@ LICENSE_FILE_RE = re.compile(
     r"|al([-_ v]?)(\d\.?\d)?|about|notice|readme|guidelines)(|[-_. ].*)$",
     re.IGNORECASE,
 )
-
-# Distinctive sentences -> SPDX id. Order matters: the first match of a group wins.
-_TEXT_RULES: list[tuple[str, re.Pattern[str]]] = [
-    ("AGPL-3.0", re.compile(r"GNU AFFERO GENERAL PUBLIC LICENSE", re.I)),
-    ("LGPL-3.0", re.compile(r"GNU LESSER GENERAL PUBLIC LICENSE\s+Version 3", re.I)),
-    ("LGPL-2.1", re.compile(r"GNU LESSER GENERAL PUBLIC LICENSE\s+Version 2\.1", re.I)),
-    ("LGPL-2.0", re.compile(r"GNU LIBRARY GENERAL PUBLIC LICENSE", re.I)),
-    ("GPL-3.0", re.compile(r"GNU GENERAL PUBLIC LICENSE\s+Version 3", re.I)),
-    ("GPL-2.0", re.compile(r"GNU GENERAL PUBLIC LICENSE\s+Version 2", re.I)),
-    ("MPL-2.0", re.compile(r"Mozilla Public License,?\s+(Version|v\.?)\s*2\.0", re.I)),
-    ("EPL-2.0", re.compile(r"Eclipse Public License\s*-?\s*v?\s*2\.0", re.I)),
-    ("Apache-2.0", re.compile(r"Apache License,?\s+Version 2\.0", re.I)),
-    ("PSF-2.0", re.compile(r"PYTHON SOFTWARE FOUNDATION LICENSE VERSION 2", re.I)),
-    ("MIT", re.compile(r"Permission is hereby granted, free of charge, to any person", re.I)),
-    ("ISC", re.compile(r"Permission to use, copy, modify, and(/or)? distribute this software for any\s+purpose with or without fee", re.I)),
-    ("BSD-3-Clause", re.compile(r"Redistribution and use in source and binary forms.*?(Neither the name|endorse or promote)", re.I | re.S)),
-    ("BSD-2-Clause", re.compile(r"Redistribution and use in source and binary forms", re.I)),
-    ("Unlicense", re.compile(r"This is free and unencumbered software released into the public domain", re.I)),
-    ("BSL-1.0", re.compile(r"Boost Software License", re.I)),
-    ("Zlib", re.compile(r"This software is provided 'as-is', without any express or implied", re.I)),
-    ("CC0-1.0", re.compile(r"CC0 1\.0 Universal", re.I)),
-]
 
 # Short names found in PyPI ``License:`` fields and trove classifiers.
 _NAME_RULES: list[tuple[str, re.Pattern[str]]] = [
@@ -86,14 +67,10 @@ def spdx_from_expression(expression: str) -> set[str]:
 
 
 def licenses_from_text(text: str) -> set[str]:
-    """SPDX ids whose distinctive sentence appears in a license text (first match per family)."""
-    found: set[str] = set()
-    for spdx, pattern in _TEXT_RULES:
-        if spdx == "BSD-2-Clause" and "BSD-3-Clause" in found:
-            continue
-        if pattern.search(text):
-            found.add(spdx)
-    return found
+    """SPDX ids ScanCode finds in a license text."""
+    from ray_tasks.license_scan import scan_text
+
+    return set(scan_text(text))
 
 
 def licenses_from_name(name: str) -> set[str]:
@@ -121,16 +98,95 @@ def licenses_from_metadata(metadata) -> set[str]:
     return set()
 
 
-def classify(detected: set[str] | list[str]) -> str:
-    """The paper's license_type for a set of detected SPDX ids."""
+# ScanCode ids that are neither permissive nor restrictive (CLAs, disclaimers...):
+# alone they make ``no_license``, never ``non_permissive`` (the paper's "extras").
+NEUTRAL = frozenset(
+    f"LicenseRef-scancode-{k}"
+    for k in ("dco-1.1", "generic-cla", "google-cla", "jetty-ccla-1.1", "newton-king-cla", "generic-exception",
+              "generic-export-compliance", "generic-tos", "generic-trademark", "warranty-disclaimer")
+)
+UNKNOWN_REFERENCE = "LicenseRef-scancode-unknown-license-reference"
+NOASSERTION = "NOASSERTION"
+
+
+def classify(detected: set[str] | list[str], declared: set[str] | list[str] | None = None) -> str:
+    """The paper's license_type from detected ids and the source's declared license(s)."""
+    allowed = permissive_licenses()
+    declared = set(declared or ())
+    stated = declared - {NOASSERTION}
+    if stated:
+        return PERMISSIVE if stated <= allowed else NON_PERMISSIVE
     detected = set(detected)
     if not detected:
-        return NO_LICENSE
-    allowed = permissive_licenses()
-    if detected & allowed and not detected - allowed:
+        return NON_PERMISSIVE if NOASSERTION in declared else NO_LICENSE
+    permissive = detected & allowed
+    restrictive = detected - allowed - NEUTRAL
+    if permissive:
+        restrictive.discard(UNKNOWN_REFERENCE)
+    if permissive and not restrictive:
         return PERMISSIVE
+    if not permissive and not restrictive:
+        return NO_LICENSE
     return NON_PERMISSIVE
 
 
 def is_license_file(name: str) -> bool:
     return bool(LICENSE_FILE_RE.match(name))
+
+
+README_HEAD_CHARS = 20_000
+"""READMEs are scanned only in their head: the license statement sits there or in
+a short section, and scanning whole manuals costs seconds each."""
+MAX_LICENSE_CHARS = 200_000
+
+
+def license_candidates(paths: list[str]) -> list[str]:
+    """Repository paths whose file name looks like a license, notice or readme."""
+    return [p for p in paths if is_license_file(p.rsplit("/", 1)[-1])]
+
+
+@dataclass
+class RepoLicenses:
+    """Licenses found in one repository, by the directory they apply to ('' = root)."""
+
+    declared: list[str] = field(default_factory=list)
+    by_dir: dict[str, list[str]] = field(default_factory=dict)
+    files: dict[str, list[str]] = field(default_factory=dict)
+    """License file path -> ids found in it (what ``starflow license detect`` reports)."""
+
+    def detected_for(self, path: str) -> list[str]:
+        found: set[str] = set()
+        for directory, ids in self.by_dir.items():
+            if path.startswith(directory):
+                found.update(ids)
+        return sorted(found)
+
+    def type_for(self, path: str) -> str:
+        return classify(self.detected_for(path), self.declared)
+
+    @property
+    def repo_licenses(self) -> list[str]:
+        return sorted(set(self.declared) | {i for ids in self.by_dir.values() for i in ids})
+
+    @property
+    def repo_type(self) -> str:
+        """The class of the repository root (what its top-level files get)."""
+        return classify(self.by_dir.get("", []), self.declared)
+
+
+def scan_repository(paths: list[str], read_text: Callable[[str], str | None], declared: list[str] | None = None) -> RepoLicenses:
+    """Scan a repository's license-like files (``read_text(path)`` gives their text or None)."""
+    result = RepoLicenses(declared=sorted(set(declared or ())))
+    for path in license_candidates(paths):
+        text = read_text(path)
+        if not text:
+            continue
+        name = path.rsplit("/", 1)[-1]
+        text = text[:README_HEAD_CHARS] if name.lower().startswith("readme") else text[:MAX_LICENSE_CHARS]
+        ids = sorted(licenses_from_text(text))
+        if not ids:
+            continue
+        result.files[path] = ids
+        directory = path.rsplit("/", 1)[0] + "/" if "/" in path else ""
+        result.by_dir[directory] = sorted(set(result.by_dir.get(directory, [])) | set(ids))
+    return result
