@@ -1,32 +1,91 @@
-"""Stage ``dedup``: exact deduplication of the ingested files by content hash."""
+"""Stage ``dedup``: exact (repositories, files) and MinHash near-deduplication of the ingested files.
+
+Outputs in ``data/dedup/``: ``files.parquet`` (kept rows), ``rejected.parquet`` (with the kept
+copy in ``detail``), ``clusters.parquet`` (every member of every merged cluster) and
+``index/`` (the LSH index that later batches are deduplicated against: ``starflow dedup
+--index data/dedup/index``).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
 from prefect import flow, get_run_logger
 
 from flows import tracking
-from flows.config import Params
+from flows.config import DedupParams, Params
 from flows.workspace import FILES, REJECTED, stage_dir
-from ray_tasks.dedup import exact_dedup
+from ray_tasks.dedup import DedupConfig, DedupResult, dedup
+from ray_tasks.minhash import MinHashConfig
+from ray_tasks.near_dedup import LshPlan
+from ray_tasks.ray_exec import ray_running
 from ray_tasks.tables import AtomicDir, read_table, reason_counts, write_parquet_atomic
+
+CLUSTERS = "clusters.parquet"
+INDEX = "index"
+
+
+def dedup_config(p: DedupParams) -> DedupConfig:
+    return DedupConfig(
+        minhash=MinHashConfig(ngram_size=p.ngram_size, num_perm=p.num_perm, bands=p.bands, rows=p.rows,
+                              threshold=p.threshold, seed=p.seed, min_tokens=p.min_tokens),
+        plan=LshPlan(batch_size=p.batch_size, batch_bytes=p.batch_bytes, num_partitions=p.num_partitions),
+    )
+
+
+def largest_clusters(clusters: pa.Table, top: int = 10) -> list[dict]:
+    """The ``top`` largest clusters: id, size, the kept file and how the others were removed."""
+    if clusters.num_rows == 0:
+        return []
+    sizes = clusters.group_by("cluster_id").aggregate([("path", "count")]).sort_by([("path_count", "descending"), ("cluster_id", "ascending")])
+    kept = clusters.filter(clusters.column("kept"))
+    kept_of = dict(zip(kept.column("cluster_id").to_pylist(),
+                       (f"{r}/{p}" for r, p in zip(kept.column("repo_name").to_pylist(), kept.column("path").to_pylist()))))
+    rows = []
+    for cid, size in zip(sizes.column("cluster_id").to_pylist()[:top], sizes.column("path_count").to_pylist()[:top]):
+        members = clusters.filter(pc.equal(clusters.column("cluster_id"), cid))
+        reasons = reason_counts(members.filter(pc.invert(members.column("kept"))))
+        rows.append({"cluster_id": cid, "size": size, "kept": kept_of.get(cid, ""),
+                     "removed": ", ".join(f"{k}: {v}" for k, v in reasons.items())})
+    return rows
+
+
+def report_markdown(stats: dict, top: list[dict]) -> str:
+    lines = ["# Dedup", "", "| files in | kept | exact removed (repo) | near removed | clusters | largest |",
+             "|---|---|---|---|---|---|",
+             f"| {stats['files_in']} | {stats['files_kept']} | {stats['exact_removed']} ({stats['exact_repo_removed']}) "
+             f"| {stats['near_removed']} | {stats['clusters']} | {stats['largest_cluster']} |", "",
+             "## Largest clusters", "", "| cluster | size | kept | removed |", "|---|---|---|---|"]
+    lines += [f"| {r['cluster_id']} | {r['size']} | `{r['kept']}` | {r['removed']} |" for r in top]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(result: DedupResult, out: Path) -> None:
+    write_parquet_atomic(result.kept, out / FILES)
+    write_parquet_atomic(result.rejected, out / REJECTED)
+    write_parquet_atomic(result.clusters, out / CLUSTERS)
 
 
 @flow(name="stage-dedup")
 def dedup_flow(params: Params, parent_run_id: str | None = None) -> dict:
     log = get_run_logger()
     with tracking.stage_run("dedup", params, parent_run_id):
-        files = read_table(stage_dir("ingest") / FILES)
-        kept, rejected = exact_dedup(files)
-        with AtomicDir(stage_dir("dedup")) as out:
-            write_parquet_atomic(kept, out / FILES)
-            write_parquet_atomic(rejected, out / REJECTED)
+        src = stage_dir("ingest") / FILES
+        files = read_table(src)
+        with ray_running(params.ray.address, params.ray.num_cpus, params.ray.object_store_memory_mb):
+            with AtomicDir(stage_dir("dedup")) as out:
+                # The index is built fresh inside the new output folder: a full run.
+                result = dedup(files, out / INDEX, dedup_config(params.dedup), use_ray=True, origin=str(src))
+                write_outputs(result, out)
         stats = {
-            "files_in": files.num_rows,
-            "files_kept": kept.num_rows,
-            "files_rejected": rejected.num_rows,
-            "duplicate_fraction": rejected.num_rows / max(files.num_rows, 1),
-            "rejected_by_reason": reason_counts(rejected),
+            **result.stats,
+            "files_rejected": result.rejected.num_rows,
+            "duplicate_fraction": result.rejected.num_rows / max(files.num_rows, 1),
+            "rejected_by_reason": reason_counts(result.rejected),
         }
         tracking.publish_metrics("dedup", stats)
+        tracking.publish_markdown("dedup", report_markdown(stats, largest_clusters(result.clusters)))
         log.info("dedup: %s", stats)
     return stats
