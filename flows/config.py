@@ -124,6 +124,66 @@ class QualityParams(_Model):
     """Plain-text files are kept only under these names (or with "requirement" in the name)."""
 
 
+class PiiParams(_Model):
+    """PII redaction of the files curate keeps (stack_v2_curation.md §6; ray_tasks/pii.py)."""
+
+    enabled: bool = True
+    """Replace PII in kept files with <EMAIL>/<KEY>/<PASSWORD> and private IP addresses."""
+    types: list[Literal["email", "ip_address", "key", "password"]] = Field(
+        default_factory=lambda: ["email", "ip_address", "key", "password"]
+    )
+    """PII types to redact (names need a NER model such as StarPII and are not detected)."""
+    base64_entropy_limit: float = Field(default=4.5, ge=0, le=8)
+    """Shannon-entropy bar for quoted base64 strings to count as keys (detect-secrets' default)."""
+    hex_entropy_limit: float = Field(default=3.0, ge=0, le=8)
+    """Shannon-entropy bar for quoted hex strings (detect-secrets' default); hex also needs a key name on the line."""
+
+
+class MalwareParams(_Model):
+    """Malware scanning of curated files (stack_v2_curation.md §8; ray_tasks/malware.py)."""
+
+    enabled: bool = True
+    """Drop files a scanner flags; a scanner that cannot run is reported once and skipped."""
+    engines: list[Literal["clamav", "yara"]] = Field(default_factory=lambda: ["clamav", "yara"])
+    """Scanners to run, in order."""
+    clamav_database: str | None = None
+    """Signature file or folder for ``clamscan -d`` (None: /var/lib/clamav, filled by freshclam)."""
+    clamav_command: Literal["clamscan", "clamdscan"] = "clamscan"
+    """``clamdscan`` asks a running clamd (signatures stay loaded; its clamd.conf names the database)."""
+    yara_rules: list[str] = Field(default_factory=list)
+    """YARA rule files (relative paths are taken from the workspace)."""
+    timeout_s: float = Field(default=600.0, gt=0)
+    """Wall-clock limit of one ClamAV process (one per batch)."""
+
+
+class BenchmarkFileParams(_Model):
+    """A benchmark in JSON lines whose strings must not appear in training files."""
+
+    name: str = Field(min_length=1)
+    """Benchmark name, used in drop reasons (``contamination:<name>``)."""
+    path: str
+    """JSONL file (relative paths are taken from the workspace)."""
+    fields: list[str] = Field(min_length=1)
+    """Fields matched (MBPP: text, code; APPS, GSM8K: question; DS-1000: prompt)."""
+    id_field: str | None = None
+    """Field naming an item in the report (None: its line number)."""
+    cut_before: list[str] = Field(default_factory=list)
+    """Match only the text before the first of these markers (DS-1000: SOLUTION START, BEGIN SOLUTION)."""
+
+
+class DecontaminationParams(_Model):
+    """Benchmark decontamination (stack_v2_curation.md §9; ray_tasks/decontaminate.py)."""
+
+    enabled: bool = True
+    """Drop whole files containing a benchmark string (case-insensitive, whitespace removed)."""
+    humaneval: bool = True
+    """Match HumanEval prompt docstrings and canonical solutions (minus the seed's four trivial ones)."""
+    files: list[BenchmarkFileParams] = Field(default_factory=list)
+    """More benchmarks by path: MBPP, APPS, GSM8K, DS-1000..."""
+    min_chars: int = Field(default=0, ge=0)
+    """Ignore benchmark strings shorter than this after normalisation (0: match all, as the seed)."""
+
+
 class CurateParams(_Model):
     keep_license_types: list[Literal["permissive", "no_license", "non_permissive"]] = Field(
         default_factory=lambda: ["permissive", "no_license"]
@@ -136,6 +196,9 @@ class CurateParams(_Model):
     quality: QualityParams = Field(default_factory=QualityParams)
     batch_size: int = Field(default=512, gt=0)
     """Rows per Arrow batch handed to a Ray worker."""
+    pii: PiiParams = Field(default_factory=PiiParams)
+    malware: MalwareParams = Field(default_factory=MalwareParams)
+    decontamination: DecontaminationParams = Field(default_factory=DecontaminationParams)
 
 
 class TokenizeParams(_Model):
