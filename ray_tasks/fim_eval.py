@@ -28,8 +28,12 @@ def prompt(example: dict, context_chars: int) -> str:
     return f"{FIM_PREFIX}{prefix}{FIM_SUFFIX}{suffix}{FIM_MIDDLE}"
 
 
+STOP_SEQUENCES = [ENDOFTEXT, FILE_SEP, FIM_PREFIX, "<|filename|>"]
+"""Where an infilling ends (harness task ``starcoder_fim``); the line ends at its first newline."""
+
+
 def first_line(completion: str) -> str:
-    for stop in (ENDOFTEXT, FILE_SEP, FIM_PREFIX):
+    for stop in STOP_SEQUENCES:
         completion = completion.split(stop)[0]
     return completion.split("\n")[0]
 

