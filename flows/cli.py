@@ -6,6 +6,8 @@
     starflow params              # validate params.yaml and print the resolved tree
     starflow init                # make the current folder a workspace (git, DVC, local remote)
     starflow serve --cron "0 3 * * 0"   # a scheduled deployment on a Prefect server
+    starflow pii redact [FILE|-] [--json]       # PII replaced by <EMAIL>/<KEY>/<PASSWORD>/private IPs
+    starflow decontaminate --input PARQUET --output DIR   # drop files holding benchmark text
 
 Run from the workspace: the folder holding dvc.yaml and params.yaml.
 """
@@ -116,6 +118,12 @@ def serve(
     from flows.deployments import serve_pipeline
 
     serve_pipeline(name=name, cron=cron)
+
+
+from flows.cli_privacy import decontaminate_command, pii_app  # noqa: E402
+
+app.add_typer(pii_app, name="pii")
+app.command("decontaminate")(decontaminate_command)
 
 
 def _sh(*cmd: str) -> None:
