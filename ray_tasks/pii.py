@@ -197,6 +197,7 @@ _CANDIDATE_WORDS = ("pass", "pwd", "secret", "contrase", "cloudant", "ibm", "sof
 )
 _CANDIDATE_KEYWORD = re.compile("(?i)" + "|".join(re.escape(w) for w in _CANDIDATE_WORDS))
 _DIGITS = frozenset("0123456789")
+_ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 _KEY_PREFIX = re.compile(r"[A-Za-z_]+=(?=.{8})")
 _TOKEN_TAIL = re.compile(r"[A-Za-z0-9_\-+/=.]+")
 # Credentials in a URL. detect-secrets' BasicAuth pattern refuses RFC 3986 sub-delims
@@ -252,7 +253,10 @@ def _candidate_lines(text: str) -> list[tuple[int, int]]:
     Two passes that stay in C: a regex for long token runs (a digit is checked
     only on those), and an Aho-Corasick automaton for the keywords."""
     hits = [m.start() for m in _RUN.finditer(text) if not _DIGITS.isdisjoint(m.group())]
-    hits += [end for end, _ in _keyword_automaton().iter(text.lower())]
+    lower = text.lower()
+    if len(lower) != len(text):  # a few code points lower-case to two ("İ"): keep offsets aligned
+        lower = text.translate(_ASCII_LOWER)
+    hits += [end for end, _ in _keyword_automaton().iter(lower)]
     lines, done = [], -1
     for pos in sorted(hits):
         if pos < done:
@@ -396,8 +400,11 @@ def _is_key_like(value: str, line: str, hash_heavy: _Lazy) -> bool:
     if len(value) <= 8 or is_potential_uuid(value) or is_sequential_string(value) or is_likely_id_string(value, line):
         return False
     key_context = bool(_KEY_CONTEXT.search(line))
-    if _HASH_CONTEXT.search(line) and not (key_context and not _HASH_CONTEXT.search(_assigned_name(line))):
-        return False  # ``sha256 = "9f86d0..."``, ``"integrity": "sha512-..."``
+    if _HASH_CONTEXT.search(line):
+        # ``sha256 = "9f86d0..."``, ``"integrity": "sha512-..."`` are digests; ``hmac_key = ...``
+        # on a line that also says "bytes" is still a key, if the assigned name is not digest-like.
+        if not key_context or _HASH_CONTEXT.search(_assigned_name(line)):
+            return False
     if not key_context and hash_heavy():
         return False
     if all(c in "0123456789abcdefABCDEF" for c in value):

@@ -1,0 +1,77 @@
+"""Malware, decontamination and PII as curate runs them: filters on Ray Data workers, then redaction.
+
+The steps must pickle into Ray workers (compiled YARA rules and the Aho-Corasick automaton are
+rebuilt there) and give the same answer as a local run.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pyarrow as pa
+import pytest
+
+from ray_tasks.curate import split_annotated
+from ray_tasks.decontaminate import DecontaminationFilter, Matcher, contamination_report, load_benchmarks
+from ray_tasks.filters import apply_filters
+from ray_tasks.humaneval import load_problems
+from ray_tasks.malware import MalwareFilter, build_scanners
+from ray_tasks.pii import count_totals, drop_count_columns, ip_replacement, redact_batch_counted
+from ray_tasks.ray_exec import map_batches, map_local
+
+EICAR = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + "EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+PLANTED = "STARFLOW_PLANTED_MALWARE_7f3a"
+
+
+@pytest.fixture
+def steps(tmp_path):
+    import os
+
+    if not shutil.which("clamscan"):
+        if os.environ.get("CI"):
+            pytest.fail("clamscan is not installed but CI is set")
+        pytest.skip("clamscan not installed (apt-get install clamav)")
+    (tmp_path / "sigs.ndb").write_text(f"StarFlow.Test.Planted:0:*:{PLANTED.encode().hex()}\n")
+    (tmp_path / "rules.yar").write_text('rule EICAR_test_file { strings: $a = "EICAR-STANDARD-ANTIVIRUS-TEST-FILE" condition: $a }\n')
+    scanners = build_scanners(["clamav", "yara"], clamav_database=str(tmp_path / "sigs.ndb"), yara_rules=[str(tmp_path / "rules.yar")])
+    return [DecontaminationFilter(Matcher.build(load_benchmarks(humaneval=True))), MalwareFilter(scanners)]
+
+
+def _files():
+    prompt = load_problems(1)[0].prompt
+    contents = [
+        'ADMIN = "ops@northwind-logistics.com"\nSERVER = "54.23.11.190"\n',
+        EICAR + "\n",
+        f"payload = '{PLANTED}'\n",
+        prompt.replace("    ", "\t").upper() + "\tPASS\n",
+        'def has_close_elements(a, b):\n    """Our own helper."""\n    return abs(a - b) < 1e-9\n',
+        'AWS_KEY = "AKIAQW7B3PDKHX4PY8GP"\n',
+    ]
+    n = len(contents)
+    return pa.table({
+        "repo_name": [f"r{i}" for i in range(n)], "path": [f"m{i}.py" for i in range(n)], "content": contents,
+        "length_bytes": pa.array([len(c.encode()) for c in contents], pa.int64()),
+        "sha256": [f"s{i}" for i in range(n)], "license_type": ["permissive"] * n,
+    })
+
+
+def test_steps_on_ray_equal_local_then_redaction(steps, ray_session):
+    files = _files()
+    local = map_local(files, apply_filters, 2, {"filters": steps})
+    on_ray = map_batches(files, apply_filters, 2, {"filters": steps})
+    assert on_ray.equals(local)
+    assert on_ray.column("reason").to_pylist() == [
+        None, "malware:yara:EICAR_test_file", "malware:clamav:StarFlow.Test.Planted.UNOFFICIAL",
+        "contamination:humaneval", None, None,
+    ]
+    report = contamination_report(on_ray, steps[0].matcher)
+    assert report.select(["path", "item_id", "field"]).to_pylist() == [{"path": "m3.py", "item_id": "HumanEval/0", "field": "docstring"}]
+
+    kept, _ = split_annotated(on_ray)
+    counted = map_batches(kept, redact_batch_counted, 2)
+    assert count_totals(counted) == {"pii_email": 1, "pii_ip_address": 1, "pii_key": 1, "pii_password": 0}
+    redacted = drop_count_columns(counted)
+    assert redacted.column_names == kept.column_names
+    texts = redacted.column("content").to_pylist()
+    assert texts[0] == f'ADMIN = "<EMAIL>"\nSERVER = "{ip_replacement("54.23.11.190")}"\n' and texts[2] == 'AWS_KEY = "<KEY>"\n'
+    assert texts[1] == kept.column("content").to_pylist()[1]  # nothing to redact: untouched
