@@ -141,26 +141,32 @@ def materialise(files: list[tuple[str, bytes]], root: Path) -> list[Path]:
     return paths
 
 
-def run_ours(paths: list[Path]) -> tuple[float, Counter]:
+def run_ours(paths: list[Path]) -> tuple[float, Counter, list]:
     config = PiiConfig()
     counts: Counter = Counter()
+    hits = []
     t0 = time.perf_counter()
     for p in paths:
-        _, findings = redact(p.read_text(encoding="utf-8"), str(p), config)
+        text = p.read_text(encoding="utf-8")
+        _, findings = redact(text, str(p), config)
         counts.update(f.type for f in findings)
-    return time.perf_counter() - t0, counts
+        hits += [(p, text.count("\n", 0, f.start) + 1, f.type, f.value) for f in findings]
+    return time.perf_counter() - t0, counts, hits
 
 
-def run_detect_secrets(paths: list[Path]) -> tuple[float, Counter]:
+def run_detect_secrets(paths: list[Path]) -> tuple[float, Counter, list]:
     from detect_secrets.core.scan import scan_file
     from detect_secrets.settings import default_settings
 
     counts: Counter = Counter()
+    hits = []
     with default_settings():
         t0 = time.perf_counter()
         for p in paths:
-            counts.update(s.type for s in scan_file(str(p)))
-        return time.perf_counter() - t0, counts
+            for s in scan_file(str(p)):
+                counts[s.type] += 1
+                hits.append((p, s.line_number, s.type, s.secret_value))
+        return time.perf_counter() - t0, counts, hits
 
 
 def main() -> None:
@@ -176,8 +182,9 @@ def main() -> None:
     print(f"\ndefault corpus: {len(files)} files, {mib:.1f} MiB")
     with tempfile.TemporaryDirectory() as tmp:
         paths = materialise(files, Path(tmp))
-        t_peer, c_peer = run_detect_secrets(paths)
-        t_ours, c_ours = run_ours(paths)
+        t_peer, c_peer, h_peer = run_detect_secrets(paths)
+        t_ours, c_ours, h_ours = run_ours(paths)
+        names = {p: rel for p, (rel, _) in zip(paths, files)}
     n = len(paths)
     print(f"| {'tool':<44} | files/s | MiB/s | findings |")
     print(f"|{'-' * 46}|---------|-------|----------|")
@@ -186,6 +193,9 @@ def main() -> None:
     print(f"speed ratio StarFlow / detect-secrets: {t_peer / t_ours:.2f}x")
     print("StarFlow findings by type:", dict(c_ours))
     print("detect-secrets findings by type:", dict(c_peer.most_common()))
+    for label, hits in (("detect-secrets", h_peer), ("StarFlow", h_ours)):
+        for p, line, kind, value in hits:
+            print(f"  {label}: {names[p]}:{line}: {kind}: {str(value)[:40]!r}")
 
 
 if __name__ == "__main__":

@@ -104,6 +104,8 @@ _FILE_EXT_TLDS = frozenset(
     "png jpg jpeg gif svg webp ico bmp js mjs ts tsx jsx py rb go rs java kt c h cc cpp hpp cs php css scss "
     "html htm json yaml yml toml ini cfg txt md rst xml sh so dll exe zip gz tar whl lock map wasm pdf".split()
 )
+# Domains reserved for documentation (RFC 2606, RFC 6761): nobody's mailbox.
+_RESERVED_DOMAIN = re.compile(r"(?:^|\.)example\.(?:com|net|org)$|\.(?:example|test|invalid|localhost)$")
 # Generic service addresses (SSH remotes of code hosts), not anyone's mailbox.
 _SERVICE_EMAILS = frozenset({"git@github.com", "git@gitlab.com", "git@bitbucket.org", "git@ssh.dev.azure.com"})
 
@@ -121,9 +123,11 @@ def find_emails(text: str) -> list[Finding]:
             continue
         done = m.end()
         value = m.group()
-        tld = value.rsplit(".", 1)[1].lower()
-        if tld in _FILE_EXT_TLDS or value.lower() in _SERVICE_EMAILS:
+        domain = value.rsplit("@", 1)[1].lower()
+        if domain.rsplit(".", 1)[1] in _FILE_EXT_TLDS or value.lower() in _SERVICE_EMAILS or _RESERVED_DOMAIN.search(domain):
             continue
+        if m.start() and text[m.start() - 1] == ":" and not text.endswith("mailto:", 0, m.start()):
+            continue  # ``user:pass@host``: URL credentials (a password finding's business), not a mailbox
         out.append(Finding(EMAIL, m.start(), m.end(), value, "email_regex"))
     return out
 
@@ -137,6 +141,7 @@ _IPV4_QUICK = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
 _IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|:|(?:\d{1,3}\.){3}\d{1,3})(?![\w:])")
 _IPV6_HINT = re.compile(r"[0-9A-Fa-f]:[0-9A-Fa-f]*:")
 _VERSION_CONTEXT = re.compile(r"(?i)(?:version|release|build)\w*\W{0,4}$|\bv(?:er)?\W{0,4}$|[=<>~!]=\s*$")
+_VERSION_SUFFIX = re.compile(r"-(?!\d{1,3}\.\d)[A-Za-z0-9]")
 _DNS_CONTEXT = re.compile(r"(?i)dns|server")
 
 
@@ -161,6 +166,8 @@ def _keep_ipv4(text: str, m: re.Match) -> bool:
     line_start = text.rfind("\n", 0, m.start()) + 1
     if _VERSION_CONTEXT.search(text, line_start, m.start()):
         return False  # ``version = 2.31.0.1``, ``pkg==3.4.5.6``
+    if _VERSION_SUFFIX.match(text, m.end()):
+        return False  # ``Guile 3.0.5.130-5a1e7``, ``1.2.3.4-rc1`` (a range ``-1.2.3.9`` is still an address)
     if len(value) == 7:
         # The seed's rule: ``x.x.x.x`` is a version number unless DNS/server talk is near.
         return bool(_DNS_CONTEXT.search(text, max(0, m.start() - 100), m.end() + 100))
@@ -220,7 +227,7 @@ _PRIVATE_KEY = re.compile(
     r"(?P<body>.*?)-----END \1-----",
     re.S,
 )
-_FORMAT_PLACEHOLDER = re.compile(r"%\(?\w*\)?[sd]|\{\w*\}|^\*+$|^x{3,}$|^\.{3}$", re.I)
+_FORMAT_PLACEHOLDER = re.compile(r"%\(?\w*\)?[sd]|\{\w*\}|^[\W_]*(?:\*{3,}|x{3,}|•{3,}|\.{3})[\W_]*$", re.I)
 _PLACEHOLDER_VALUES = frozenset(
     "password passwd pwd secret none null nil true false changeme change_me yourpassword your_password "
     "your-password mypassword my_password example dummy redacted hidden todo fixme <password> <key> "

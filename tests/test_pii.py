@@ -73,6 +73,9 @@ def test_ip_replacement_is_stable_within_a_file_and_private():
         'EMAIL_RE = r"^[a-z0-9_.+-]+@[a-z0-9-]+\\.[a-z0-9-.]+$"\n',  # regex
         'password = get_password()\nPASSWORD_FIELD = "password"\n',  # variable names
         "icon = 'logo@2x.png'\n",                              # asset name, not an email
+        '# "user:pass@example.com" returns "user:****@example.com"\n',  # docs: URL credentials, reserved domain
+        'password = ":****"\n',                               # a mask, not a password
+        "# using Guile 3.0.5.130-5a1e7.\n",                   # version with a suffix
     ],
 )
 def test_false_positives_survive(text):
