@@ -84,8 +84,8 @@ def score(snippets: list[dict], config: PiiConfig | None = None) -> dict:
     }
 
 
-def print_quality(result: dict) -> None:
-    print(f"labelled set: {result['snippets']} snippets ({LABELLED.relative_to(ROOT)})")
+def print_quality(result: dict, path: Path = LABELLED) -> None:
+    print(f"labelled set: {result['snippets']} snippets ({path})")
     print(f"| {'type':<10} | secrets | caught | recall |")
     print(f"|{'-' * 12}|---------|--------|--------|")
     for kind, (c, n) in result["recall"].items():
@@ -172,9 +172,10 @@ def run_detect_secrets(paths: list[Path]) -> tuple[float, Counter, list]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quality-only", action="store_true")
+    ap.add_argument("--labelled", type=Path, default=LABELLED, help="labelled set to score (default: %(default)s)")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N corpus files")
     args = ap.parse_args()
-    print_quality(score(load_labelled()))
+    print_quality(score(load_labelled(args.labelled)), args.labelled)
     if args.quality_only:
         return
     files = default_corpus()[: args.limit]

@@ -211,12 +211,17 @@ _TOKEN_TAIL = re.compile(r"[A-Za-z0-9_\-+/=.]+")
 # (``!$&'()*+,;=``) in the password, which real passwords use; this one does not.
 _URL_CREDENTIALS = re.compile(r"://[^\s:/@{}\"'<>]+:([^\s/@{}\"'<>]+)@[\w.\-]+")
 # What detect-secrets' keyword patterns lack (written here): typed declarations
-# (``const API_KEY: &str = "..."`` in Rust/TS/Kotlin/Swift), R's ``<-``, and the short
-# names ``pass``/``token``/``passphrase`` as the last part of a name (``$pass``, ``auth_token``).
-_SECRET_NAME = r"\$?(?:\w*?[_\-])?(?:pass(?:word|wd|phrase)?|pwd|token|secret|api_?key|auth_?key|private_?key)(?![A-Za-z0-9])"
+# (``const API_KEY: &str = "..."`` in Rust/TS/Kotlin/Swift), R's ``<-``, the short names
+# ``pass``/``token``/``passphrase`` as the last part of a name (``$pass``, ``auth_token``,
+# camelCase ``dbPassword``), and connection strings (``...;User ID=sa;Password=...;``).
+_SECRET_NAME = (
+    r"\$?(?:\w*?[_\-]|[A-Za-z0-9]*?[a-z0-9](?=[A-Z]))?"
+    r"(?i:pass(?:word|wd|phrase)?|pwd|token|secret|api_?key|auth_?key|private_?key)(?![A-Za-z0-9])"
+)
 _EXTRA_KEYWORD_PATTERNS = (
-    (re.compile(rf"(?i)(?<![\w.])({_SECRET_NAME})\s*:\s*&?[\w<>\[\].]+\s*=\s*([\"'`])([^\"'`\s]+)\2"), 3),
-    (re.compile(rf"(?i)(?<![\w.])({_SECRET_NAME})\s*(?:=|:=|<-|=>)\s*([\"'`])([^\"'`\s]+)\2"), 3),
+    (re.compile(rf"(?<![\w.])({_SECRET_NAME})\s*:\s*&?[\w<>\[\].]+\s*=\s*([\"'`])([^\"'`\s]+)\2"), 3),
+    (re.compile(rf"(?<![\w.])({_SECRET_NAME})\s*(?:=|:=|<-|=>)\s*([\"'`])([^\"'`\s]+)\2"), 3),
+    (re.compile(r"(?i)(?<![\w.])(password|pwd)\s*=\s*([^;\"'\s{}$<>]+);"), 2),
 )
 _TRAILING_COMMENT = re.compile(r"\s+(?:#|;|//).*$")
 _PASSWORD_KEYWORD = re.compile(r"(?i)pass|pwd|contrase")
