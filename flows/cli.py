@@ -6,8 +6,13 @@
     starflow params              # validate params.yaml and print the resolved tree
     starflow init                # make the current folder a workspace (git, DVC, local remote)
     starflow serve --cron "0 3 * * 0"   # a scheduled deployment on a Prefect server
+    starflow eval humaneval --samples FILE.jsonl [--k 1,10,100]   # score any model's samples in the sandbox
     starflow pii redact [FILE|-] [--json]       # PII replaced by <EMAIL>/<KEY>/<PASSWORD>/private IPs
     starflow decontaminate --input PARQUET --output DIR   # drop files holding benchmark text
+    starflow curate --input PATH --output DIR   # ingest -> dedup -> curate on any source
+    starflow lang detect FILE... | --list       # language of files; supported languages
+    starflow license detect REPO_DIR            # SPDX licenses and license_type of a repository
+    starflow dedup --input PARQUET_OR_DIR --output DIR [--index DIR]   # exact + MinHash near-dedup
 
 Run from the workspace: the folder holding dvc.yaml and params.yaml.
 """
@@ -120,10 +125,27 @@ def serve(
     serve_pipeline(name=name, cron=cron)
 
 
+from flows.cli_dedup import dedup_command  # noqa: E402  (after `console`, which it uses)
+
+app.command("dedup")(dedup_command)
+
+
+from flows.cli_curation import curate_command, lang_app, license_app  # noqa: E402
+
+app.add_typer(lang_app, name="lang")
+app.add_typer(license_app, name="license")
+app.command("curate")(curate_command)
+
+
 from flows.cli_privacy import decontaminate_command, pii_app  # noqa: E402
 
 app.add_typer(pii_app, name="pii")
 app.command("decontaminate")(decontaminate_command)
+
+
+from flows.cli_eval import eval_app  # noqa: E402
+
+app.add_typer(eval_app, name="eval")
 
 
 def _sh(*cmd: str) -> None:

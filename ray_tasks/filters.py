@@ -15,7 +15,8 @@ Thresholds and language lists: stack_v2_curation.md §4.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import PurePosixPath
 from typing import Protocol, Sequence
 
@@ -64,11 +65,10 @@ def annotate(batch: pa.Table) -> pa.Table:
 
 
 def text_stats(content: pa.ChunkedArray | pa.Array) -> dict[str, pa.Array]:
-    """Per-file statistics, vectorised with Arrow compute (no Python loop over lines)."""
+    """Per-file statistics, vectorised over the whole batch (no Python loop over characters or lines)."""
     content = content.combine_chunks() if isinstance(content, pa.ChunkedArray) else content
-    n_chars = pc.utf8_length(content).to_numpy(zero_copy_only=False).astype(np.float64)
-    alpha = n_chars - pc.utf8_length(pc.replace_substring_regex(content, r"\p{L}", "")).to_numpy(zero_copy_only=False)
-    alnum = n_chars - pc.utf8_length(pc.replace_substring_regex(content, r"[\p{L}\p{N}]", "")).to_numpy(zero_copy_only=False)
+    n_chars = pc.utf8_length(content).to_numpy(zero_copy_only=False).astype(np.int64)
+    alpha, alnum = char_class_counts(content.to_pylist(), n_chars)
     lines = pc.split_pattern(content, "\n")
     offsets = lines.offsets.to_numpy()
     n_lines = np.diff(offsets)
@@ -85,6 +85,27 @@ def text_stats(content: pa.ChunkedArray | pa.Array) -> dict[str, pa.Array]:
         "avg_line_length": pa.array(avg),
         "max_line_length": pa.array(max_len.astype(np.int64)),
     }
+
+
+@lru_cache(maxsize=1)
+def _char_tables() -> tuple[np.ndarray, np.ndarray]:
+    """isalpha / isalnum for every Unicode code point, looked up instead of asked per character."""
+    chars = (chr(i) for i in range(0x110000))
+    alpha = np.fromiter((c.isalpha() for c in chars), dtype=np.bool_, count=0x110000)
+    alnum = alpha | np.fromiter((chr(i).isalnum() for i in range(0x110000)), dtype=np.bool_, count=0x110000)
+    return alpha, alnum
+
+
+def char_class_counts(texts: list[str], n_chars: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(alphabetic, alphanumeric) character counts per text: one UTF-32 buffer, two table lookups."""
+    alpha_t, alnum_t = _char_tables()
+    if not texts or n_chars.sum() == 0:
+        return np.zeros(len(texts), np.int64), np.zeros(len(texts), np.int64)
+    codes = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    bounds = np.concatenate([[0], np.cumsum(n_chars)])
+    cum_alpha = np.concatenate([[0], np.cumsum(alpha_t[codes], dtype=np.int64)])
+    cum_alnum = np.concatenate([[0], np.cumsum(alnum_t[codes], dtype=np.int64)])
+    return np.diff(cum_alpha[bounds]), np.diff(cum_alnum[bounds])
 
 
 # --------------------------------------------------------------------------- filters
@@ -171,28 +192,47 @@ class AlphaFilter:
 
 @dataclass
 class EncodedDataFilter:
-    """Base64 / hex / unicode-escape blobs: one match over ``max_match_chars`` or over ``max_fraction`` of the file."""
+    """Base64 / hex / unicode-escape blobs: one match over ``max_match_chars`` or over ``max_fraction`` of the file.
+
+    Fast path: Arrow's RE2 removes every match of a pattern from the whole batch
+    at once, so the characters it covered are a length difference. Only files
+    where a pattern covered more than ``max_match_chars`` in total can hold one
+    long match; those alone are scanned match by match (same leftmost-first
+    semantics in RE2 and Python's re, so the verdicts equal a per-file scan).
+    """
 
     max_match_chars: int = 1024
     max_fraction: float = 0.5
     name: str = "encoded_data"
-    _patterns: list[tuple[str, re.Pattern[str]]] = field(
-        default_factory=lambda: [(k, re.compile(v)) for k, v in ENCODED_PATTERNS.items()], repr=False)
 
     def __call__(self, batch: pa.Table) -> list[str | None]:
-        return [self._check(text) for text in batch.column("content").to_pylist()]
+        content = batch.column("content").combine_chunks()
+        n_chars = pc.utf8_length(content).to_numpy(zero_copy_only=False).astype(np.int64)
+        covered = {kind: n_chars - pc.utf8_length(pc.replace_substring_regex(content, pattern, "")).to_numpy(
+            zero_copy_only=False) for kind, pattern in ENCODED_PATTERNS.items()}
+        texts = None
+        out: list[str | None] = []
+        for i in range(len(n_chars)):
+            reason = None
+            for kind in ENCODED_PATTERNS:
+                if covered[kind][i] > self.max_match_chars:
+                    texts = texts if texts is not None else content
+                    if _longest_match(kind, texts[i].as_py()) > self.max_match_chars:
+                        reason = f"encoded_data:{kind}"
+                        break
+            if reason is None and sum(covered[k][i] for k in ENCODED_PATTERNS) > self.max_fraction * n_chars[i]:
+                reason = "encoded_data:fraction"
+            out.append(reason)
+        return out
 
-    def _check(self, text: str) -> str | None:
-        if not text:
-            return None
-        matched = 0
-        for kind, pattern in self._patterns:
-            for m in pattern.finditer(text):
-                span = m.end() - m.start()
-                if span > self.max_match_chars:
-                    return f"encoded_data:{kind}"
-                matched += span
-        return "encoded_data:fraction" if matched > self.max_fraction * len(text) else None
+
+@lru_cache(maxsize=None)
+def _compiled(kind: str) -> re.Pattern[str]:
+    return re.compile(ENCODED_PATTERNS[kind])
+
+
+def _longest_match(kind: str, text: str) -> int:
+    return max((m.end() - m.start() for m in _compiled(kind).finditer(text)), default=0)
 
 
 @dataclass

@@ -140,9 +140,20 @@ a short section, and scanning whole manuals costs seconds each."""
 MAX_LICENSE_CHARS = 200_000
 
 
+# Documents a license-like name may carry; ``licenses.py`` or ``license_check.go`` is code, not a license.
+DOCUMENT_LANGUAGES = {None, "Text", "Markdown", "reStructuredText", "HTML", "AsciiDoc", "Org", "RTF", "TeX"}
+
+
 def license_candidates(paths: list[str]) -> list[str]:
-    """Repository paths whose file name looks like a license, notice or readme."""
-    return [p for p in paths if is_license_file(p.rsplit("/", 1)[-1])]
+    """Repository paths whose file name looks like a license, notice or readme (and is not code)."""
+    from ray_tasks.language import detect_language
+
+    out = []
+    for p in paths:
+        name = p.rsplit("/", 1)[-1]
+        if is_license_file(name) and ("." not in name.strip(".") or detect_language(name) in DOCUMENT_LANGUAGES):
+            out.append(p)
+    return out
 
 
 @dataclass
