@@ -75,3 +75,38 @@ def test_steps_on_ray_equal_local_then_redaction(steps, ray_session):
     texts = redacted.column("content").to_pylist()
     assert texts[0] == f'ADMIN = "<EMAIL>"\nSERVER = "{ip_replacement("54.23.11.190")}"\n' and texts[2] == 'AWS_KEY = "<KEY>"\n'
     assert texts[1] == kept.column("content").to_pylist()[1]  # nothing to redact: untouched
+
+
+def test_steps_built_from_params_and_their_stats(tmp_path):
+    from flows.config import CurateParams
+    from flows.curate_privacy import privacy_filters, privacy_stats, redact_kept
+
+    if not shutil.which("clamscan"):
+        pytest.skip("clamscan not installed")  # the clamscan path is covered (and CI-enforced) above
+    (tmp_path / "sigs.ndb").write_text(f"StarFlow.Test.Planted:0:*:{PLANTED.encode().hex()}\n")
+    cfg = CurateParams.model_validate({
+        "malware": {"engines": ["clamav", "yara"], "clamav_database": str(tmp_path / "sigs.ndb"), "yara_rules": []},
+        "decontamination": {"humaneval": True},
+        "pii": {"types": ["email", "key"]},
+    })
+    steps = privacy_filters(cfg)
+    assert steps.scanners == ["clamav"]  # yara has no rules: reported and left out
+    files = _files()
+    annotated = map_local(files, apply_filters, 4, {"filters": [steps.malware, steps.decontamination]})
+    kept, _ = split_annotated(annotated)
+    kept, counts = redact_kept(kept, cfg, mapper=map_local)
+    assert counts == {"pii_email": 1, "pii_ip_address": 0, "pii_key": 1, "pii_password": 0, "pii_files": 2}
+    assert "54.23.11.190" in kept.column("content").to_pylist()[0]  # ip_address not among the types
+    stats, report = privacy_stats(annotated, steps, counts, kept)
+    assert stats["files_malware"] == 1 and stats["malware_scanners"] == ["clamav"]
+    assert stats["files_contaminated"] == 1 and stats["contaminated_by_benchmark"] == {"humaneval": 1}
+    assert report.num_rows == 1 and stats["bytes_kept_after_pii"] == sum(kept.column("length_bytes").to_pylist())
+    # EICAR is not in this database and YARA is off: it is kept, and redaction leaves it alone.
+    assert EICAR + "\n" in kept.column("content").to_pylist()
+
+    off = CurateParams.model_validate({"malware": {"enabled": False}, "decontamination": {"enabled": False},
+                                       "pii": {"enabled": False}})
+    assert privacy_filters(off) == type(steps)()
+    assert redact_kept(kept, off)[1]["pii_files"] == 0
+    with pytest.raises(ValueError, match="no benchmark strings"):
+        privacy_filters(CurateParams.model_validate({"decontamination": {"humaneval": False}}))
