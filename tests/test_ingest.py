@@ -162,3 +162,26 @@ def test_opt_out_drops_whole_repositories_with_a_counted_reason(tmp_path):
     opted = [r for r in rejected.to_pylist() if r["reason"] == "opt_out"]
     assert {r["repo_name"] for r in opted} == {"repo1", "copyleft"}
     assert len(opted) == sum(len(r.files) for r in repos if r.name in ("repo1", "copyleft"))
+
+
+def test_a_file_that_vanishes_between_listing_and_reading_is_a_named_skip(tmp_path):
+    from ray_tasks.licenses import RepoLicenses
+    from ray_tasks.sources import Repository
+
+    (tmp_path / "here.py").write_text("x = 1\n")
+    repo = Repository("r", "directory", RepoLicenses(), files=["here.py", "gone.py"], root=tmp_path)
+    files, rejected = ingest([repo], 10 << 20)
+    assert files.column("path").to_pylist() == ["here.py"]
+    (row,) = rejected.to_pylist()
+    assert row["path"] == "gone.py" and row["reason"] == "unreadable" and "No such file" in row["detail"]
+
+
+def test_huge_files_are_skipped_without_being_read(tmp_path):
+    repo = tmp_path / "repos" / "big"
+    repo.mkdir(parents=True)
+    with open(repo / "huge.json", "wb") as fh:  # sparse: 10 MiB on paper, no disk used
+        fh.truncate(10 * 1024 * 1024)
+    (repo / "small.py").write_text("y = 2\n")
+    files, rejected = ingest(list(directory_repositories(tmp_path / "repos", None)), 10 * 1024 * 1024)
+    assert rejected.to_pylist()[0]["reason"] == "too_large" and rejected.to_pylist()[0]["length_bytes"] == 10 * 1024 * 1024
+    assert files.column("path").to_pylist() == ["small.py"]

@@ -94,7 +94,8 @@ def test_first_run_executes_every_stage(workspace):
     assert list(lock["stages"]) == STAGES
 
     metrics = {s: json.loads((workspace / "metrics" / f"{s}.json").read_text()) for s in STAGES}
-    assert metrics["ingest"]["rejected_by_reason"] == {"binary": 1, "undecodable": 1}
+    assert metrics["ingest"]["rejected_by_reason"] == {"binary": 1}  # latin1.py decodes with a detected encoding
+    assert metrics["ingest"]["non_utf8_files"] == 1
     assert metrics["dedup"]["rejected_by_reason"]["exact_duplicate"] >= 5  # shared.py in 6 repos
     assert metrics["curate"]["rejected_by_reason"]["license:non_permissive"] == 2  # copyleft/COPYING + main.py
     assert metrics["tokenize"]["val_repositories"] >= 1
