@@ -29,7 +29,7 @@ test-quick: setup
 	$(BIN)/pytest -q -ra -m "not slow"
 
 bench: setup
-	$(BIN)/python benchmarks/bench_sandbox.py
+	$(BIN)/python benchmarks/eval.py
 	$(BIN)/python benchmarks/train.py
 
 # Re-resolve the lock after changing pyproject dependencies.

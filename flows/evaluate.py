@@ -79,7 +79,7 @@ def evaluate_flow(params: Params, parent_run_id: str | None = None) -> dict:
             "fim_exact_match": fim_em,
             "fim_examples": len(fim_records),
             "sandbox_network_isolated": bool(canonical_records and canonical_records[0]["network_isolated"]),
-            "sandbox_isolation": {k: v for k, v in isolation.items() if isinstance(v, bool) or k == "landlock_abi"},
+            "sandbox_isolation": {k: v for k, v in isolation.items() if isinstance(v, (bool, str)) or k == "landlock_abi"},
         }
         if mbpp:
             stats["mbpp"] = {**mbpp_passk, **_counts(mbpp_records), "problems": len(mbpp)}

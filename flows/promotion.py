@@ -1,7 +1,7 @@
 """The promotion gate: ``challenger`` becomes ``champion`` only if it is better by a margin.
 
 Every evaluated model version gets alias ``challenger`` and a tag ``gate.<metric>`` with its
-score. The gate then compares it with the version holding ``champion``:
+score (``@`` spelled ``_``, as MLflow metric names are). The gate then compares it with the version holding ``champion``:
 
 * no champion yet: the challenger is promoted (someone has to be first);
 * the champion has no score for the gate metric (the metric was changed in params): its
@@ -86,13 +86,12 @@ def run_gate(client: MlflowClient, model_name: str, version: str, stats: dict[st
     """Compare challenger ``version`` (scored by ``stats``) with the champion; move the alias."""
     version = str(version)
     score = metric_value(stats, gate.metric)
-    tag = f"gate.{gate.metric}"
-    client.set_model_version_tag(model_name, version, tag, repr(score))
+    client.set_model_version_tag(model_name, version, _gate_tag(gate.metric), repr(score))
     champion = _champion(client, model_name)
     champ_score = _score_of(client, champion, gate.metric) if champion else None
     if champion is None:
         promoted, reason = True, "no champion yet"
-    elif champion.version == version:
+    elif str(champion.version) == version:
         promoted, reason = True, "already champion"
     elif champ_score is None:
         promoted, reason = True, f"champion v{champion.version} has no {gate.metric} to compare with"
@@ -104,7 +103,7 @@ def run_gate(client: MlflowClient, model_name: str, version: str, stats: dict[st
     if promoted:
         client.set_registered_model_alias(model_name, CHAMPION, version)
     decision = GateDecision(promoted, gate.metric, gate.direction, gate.margin, version, score,
-                            champion.version if champion else None, champ_score, reason)
+                            str(champion.version) if champion else None, champ_score, reason)
     _record(client, model_name, decision, run_id)
     return decision
 
@@ -117,16 +116,25 @@ def _champion(client: MlflowClient, model_name: str):
 
 
 def _score_of(client: MlflowClient, version, metric: str) -> float | None:
-    raw = version.tags.get(f"gate.{metric}")
+    raw = version.tags.get(_gate_tag(metric))
     if raw is not None:
         return float(raw)
     run_id = version.tags.get("evaluate_run_id")
     if run_id:
         logged = client.get_run(run_id).data.metrics
-        key = re.sub(r"[^\w\-. /]", "_", metric)  # as tracking.publish_metrics names them
+        key = _mlflow_name(metric)  # as tracking.publish_metrics names them
         if key in logged:
             return float(logged[key])
     return None
+
+
+def _mlflow_name(metric: str) -> str:
+    return re.sub(r"[^\w\-. /]", "_", metric)
+
+
+def _gate_tag(metric: str) -> str:
+    """``gate.humaneval.pass_1``: the version's score for a metric (MLflow keys allow no ``@``)."""
+    return f"gate.{_mlflow_name(metric)}"
 
 
 def _record(client: MlflowClient, model_name: str, d: GateDecision, run_id: str | None) -> None:

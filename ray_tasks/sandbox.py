@@ -76,15 +76,17 @@ class ExecResult:
 class Sandbox:
     """One executor process; programs run one at a time (use several for parallelism)."""
 
-    def __init__(self, limits: SandboxLimits = SandboxLimits()):
+    def __init__(self, limits: SandboxLimits = SandboxLimits(), forked_warden: bool = False):
         self.limits = limits
+        self._argv = [sys.executable, "-I", "-S", "-B", str(ZYGOTE)] + (["--warden"] if forked_warden else [])
+        """``forked_warden``: use the fallback (a warden process per sample), as in user namespaces."""
         self._proc: subprocess.Popen | None = None
         self.isolation: dict[str, Any] = {}
         self._start()
 
     def _start(self) -> None:
         self._proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-B", str(ZYGOTE)],
+            self._argv,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             env={"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"},
             close_fds=True, start_new_session=True, cwd="/",

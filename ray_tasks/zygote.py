@@ -108,6 +108,8 @@ def setup() -> dict:
     if caps["mountns"]:
         caps["mountns"] = _private_tmp()
     caps["pidns"] = _probe_pidns()
+    if caps["pidns"] == "direct" and "--warden" in sys.argv:  # tests exercise the fallback path
+        caps["pidns"] = "warden"
     caps["landlock_abi"] = max(0, _libc.syscall(SYS_LANDLOCK_CREATE_RULESET, None, 0, 1))
     caps["uid_drop"] = caps["root"]
     caps["stdlib_view"] = caps["uid_drop"] and caps["mountns"] and _stdlib_view()
@@ -136,19 +138,47 @@ def _private_tmp() -> bool:
     return ok
 
 
-def _probe_pidns() -> bool:
+_HOST_PIDNS = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+
+
+def _fresh_pidns() -> bool:
+    """Make this process's next child the init of a new PID namespace.
+
+    unshare(CLONE_NEWPID) works only while our children's namespace is our own, so first
+    setns back to it: then every sample gets a fresh namespace without an extra process."""
+    return _libc.setns(_HOST_PIDNS, CLONE_NEWPID) == 0 and _unshare(CLONE_NEWPID)
+
+
+def _probe_pidns() -> str | bool:
+    """``"direct"``: fresh namespaces from the zygote itself; ``"warden"``: only from a forked
+    intermediate (e.g. in a user namespace, where setns to the host's is refused); or False."""
+    if _fresh_pidns() and _fresh_pidns():
+        _libc.setns(_HOST_PIDNS, CLONE_NEWPID)
+        return "direct"
     pid = os.fork()
     if pid == 0:
         os._exit(0 if _unshare(CLONE_NEWPID) else 1)
-    return os.waitpid(pid, 0)[1] == 0
+    return "warden" if os.waitpid(pid, 0)[1] == 0 else False
 
 
 # --------------------------------------------------------------------------- one sample
 def run_one(req: dict, caps: dict, uid: int) -> dict:
-    """Fork the warden for one program, collect its report, remove the temp dir."""
+    """Run one program; the temp dir is removed afterwards.
+
+    With ``pidns == "direct"`` the zygote itself is the warden (one fork per sample);
+    otherwise a forked warden does the work and reports back through a pipe."""
     tmp = tempfile.mkdtemp(prefix="sample-")
     if caps["uid_drop"]:
         os.chown(tmp, uid, uid)
+    try:
+        if caps["pidns"] != "warden":
+            return _warden(req, caps, uid, tmp, _fresh_pidns if caps["pidns"] else lambda: False)
+        return _forked_warden(req, caps, uid, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _forked_warden(req: dict, caps: dict, uid: int, tmp: str) -> dict:
     report_r, report_w = os.pipe()
     t0 = time.monotonic()
     pid = os.fork()
@@ -156,7 +186,8 @@ def run_one(req: dict, caps: dict, uid: int) -> dict:
         code = 70
         try:
             os.close(report_r)
-            report = _warden(req, caps, uid, tmp)
+            os.setsid()
+            report = _warden(req, caps, uid, tmp, lambda: _unshare(CLONE_NEWPID))
             os.write(report_w, json.dumps(report).encode())
             code = 0
         finally:
@@ -174,12 +205,11 @@ def run_one(req: dict, caps: dict, uid: int) -> dict:
         chunks.append(data)
     os.close(report_r)
     os.waitpid(pid, 0)
-    shutil.rmtree(tmp, ignore_errors=True)
     try:
         return json.loads(b"".join(chunks))
     except ValueError:
         return {"status": "failed", "returncode": None, "output_tail": "", "output_bytes": 0,
-                "marker": False, "duration_s": time.monotonic() - t0, "error": "warden did not report"}
+                "marker": False, "duration_s": time.monotonic() - t0, "reason": "warden did not report"}
 
 
 def _kill(pid: int) -> None:
@@ -189,9 +219,10 @@ def _kill(pid: int) -> None:
         pass
 
 
-def _warden(req: dict, caps: dict, uid: int, tmp: str) -> dict:
-    os.setsid()
-    in_pidns = caps["pidns"] and _unshare(CLONE_NEWPID)
+def _warden(req: dict, caps: dict, uid: int, tmp: str, new_pidns) -> dict:
+    """Fork the sample (init of a new PID namespace when ``new_pidns()`` succeeds), enforce
+    the wall-time and output limits, check the marker, kill whatever is left."""
+    in_pidns = new_pidns()
     out_r, out_w = os.pipe()
     nonce_r, nonce_w = os.pipe()
     mark_r, mark_w = os.pipe()
@@ -200,10 +231,15 @@ def _warden(req: dict, caps: dict, uid: int, tmp: str) -> dict:
     if pid == 0:
         os.close(out_r), os.close(nonce_w), os.close(mark_r)
         _sample(req, caps, uid, tmp, out_w, nonce_r, mark_w)  # never returns
+    if in_pidns and caps["pidns"] == "direct":
+        _libc.setns(_HOST_PIDNS, CLONE_NEWPID)  # our own later forks stay out of the sample's namespace
     for fd in (out_w, nonce_r, mark_w):
         os.close(fd)
     nonce = secrets.token_hex(16).encode()  # made after the fork: never in the sample's memory
-    os.write(nonce_w, nonce)
+    try:
+        os.write(nonce_w, nonce)
+    except BrokenPipeError:  # the sample closed its end already: it cannot pass anyway
+        pass
     os.close(nonce_w)
     try:
         pidfd = os.pidfd_open(pid)
@@ -240,10 +276,13 @@ def _warden(req: dict, caps: dict, uid: int, tmp: str) -> dict:
                 marker = (marker + data)[:64]
         if reason:
             break
-    _kill(pid)  # the sample is init of its PID namespace: this takes every process it made with it
+    if reaped is None:
+        _kill(pid)  # the sample is init of its PID namespace: this takes every process it made with it
     if not in_pidns:
         _kill(-pid)  # best effort without a PID namespace: the sample's process group
     status = reaped if reaped is not None else os.waitpid(pid, 0)[1]
+    for fd in (out_r, mark_r) + ((pidfd,) if pidfd is not None else ()):
+        os.close(fd)
     duration = time.monotonic() - start
     returncode = os.waitstatus_to_exitcode(status)
     passed = reason is None and returncode == 0 and secrets.compare_digest(marker, nonce)
@@ -400,7 +439,6 @@ def main() -> None:
     for name in PRELOAD:
         __import__(name)
     gc.freeze()  # what exists now is never scanned again: fewer copy-on-write faults per fork
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     caps = setup()
     # A fresh unprivileged uid per zygote: its RLIMIT_NPROC count and its files are its own.
     uid = 100_000 + secrets.randbelow(1 << 30)

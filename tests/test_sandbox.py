@@ -235,6 +235,19 @@ def test_executor_death_fails_the_sample_and_recovers():
         assert sb._proc.pid != first and sb.run("assert True").status == "passed"
 
 
+def test_forked_warden_fallback_gives_the_same_verdicts():
+    """The path used where the zygote cannot reset its PID namespace (user namespaces)."""
+    with Sandbox(LIMITS, forked_warden=True) as sb:
+        if sb.isolation["pidns"] != "warden":
+            pytest.skip("no PID namespaces here")
+        assert sb.run("import os\nassert os.getpid() == 1").status == "passed"
+        assert sb.run("import os\nos._exit(0)").status == "failed"
+        assert sb.run("while True:\n    pass").status == "timeout"
+        daemon = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n"
+        assert sb.run(daemon).status == "passed"
+        _no_leftovers(sb)
+
+
 @pytest.mark.slow
 def test_hostile_batch_on_ray_does_not_stop_the_run(ray_session, tmp_path):
     """All hostile programs in one Ray run beside honest ones: honest pass, hostile fail."""
