@@ -407,8 +407,8 @@ class SandboxParams(_Model):
     """Address-space limit per program."""
     file_size_mb: int = Field(default=16, gt=0)
     """Largest file a program may write."""
-    max_processes: int = Field(default=32, gt=0)
-    """Processes a program may have at once (bounds fork bombs)."""
+    max_processes: int = Field(default=8, gt=0)
+    """Processes a program may have at once (bounds fork bombs; memory_mb applies to each)."""
     output_cap_bytes: int = Field(default=2048, gt=0)
     """stdout+stderr kept per sample in the records (the tail)."""
     max_output_bytes: int = Field(default=1048576, gt=0)

@@ -43,8 +43,9 @@ class SandboxLimits:
     """Address-space limit (RLIMIT_AS)."""
     file_size_mb: int = 16
     """Largest file the program may write (RLIMIT_FSIZE)."""
-    max_processes: int = 32
-    """Processes the program's uid may have (RLIMIT_NPROC): bounds fork bombs."""
+    max_processes: int = 8
+    """Processes the program's uid may have (RLIMIT_NPROC): bounds fork bombs. Memory is limited
+    per process, so a program may hold up to max_processes * memory_mb in all."""
     max_open_files: int = 64
     output_cap_bytes: int = 2048
     """stdout+stderr kept per program (the tail)."""
