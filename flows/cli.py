@@ -7,7 +7,6 @@
     starflow init                # make the current folder a workspace (git, DVC, local remote)
     starflow serve --cron "0 3 * * 0"   # a scheduled deployment on a Prefect server
     starflow eval humaneval --samples FILE.jsonl [--k 1,10,100]   # score any model's samples in the sandbox
-    starflow eval humaneval --samples FILE.jsonl [--k 1,10,100]   # score any model's samples in the sandbox
     starflow pii redact [FILE|-] [--json]       # PII replaced by <EMAIL>/<KEY>/<PASSWORD>/private IPs
     starflow decontaminate --input PARQUET --output DIR   # drop files holding benchmark text
     starflow curate --input PATH --output DIR   # ingest -> dedup -> curate on any source
@@ -142,11 +141,6 @@ from flows.cli_privacy import decontaminate_command, pii_app  # noqa: E402
 
 app.add_typer(pii_app, name="pii")
 app.command("decontaminate")(decontaminate_command)
-
-
-from flows.cli_eval import eval_app  # noqa: E402
-
-app.add_typer(eval_app, name="eval")
 
 
 from flows.cli_eval import eval_app  # noqa: E402
