@@ -21,7 +21,6 @@ JSONL files given by path, with the field names to take:
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -31,12 +30,11 @@ import pyarrow as pa
 # The seed's exclusions (bcd/decontamination/benchmark_data.py): solutions too
 # generic to mean contamination. Compared after normalisation.
 TRIVIAL_HUMANEVAL_SOLUTIONS = ("return x + y", "return len(string)", "return n**2", "return ''.join(strings)")
-_WS = re.compile(r"\s+")
 
 
 def normalise(text: str) -> str:
-    """Lower case, every whitespace character removed."""
-    return _WS.sub("", text.lower())
+    """Lower case, every whitespace character removed (``str.split``'s whitespace: Unicode's)."""
+    return "".join(text.lower().split())
 
 
 @dataclass(frozen=True)
