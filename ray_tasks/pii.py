@@ -10,8 +10,10 @@ BigCode pipeline (§6.3) brought up to date, with the StarPII redaction rules:
   sequential, id strings, lock files) and its gibberish model; plus the seed's
   hash rules (hex values are digests unless the line names a key).
 * **passwords**: detect-secrets' keyword patterns (per file type: quoted in
-  code, unquoted in config files) and its basic-auth URL pattern; the keyword
-  decides ``<PASSWORD>`` versus ``<KEY>``.
+  code, unquoted in config files); the keyword decides ``<PASSWORD>`` versus
+  ``<KEY>``. Written here, for what those patterns miss: typed declarations,
+  camelCase names, connection strings, and URL credentials (detect-secrets'
+  basic-auth pattern refuses ``!$&...`` in passwords).
 * **emails, IPv4, IPv6**: hand-written, because detect-secrets has no email
   detector and its IP plugin is IPv4-only without the seed's false-positive
   rules (version strings, DNS servers, private ranges). ``ipaddress`` decides
@@ -194,7 +196,6 @@ def ip_replacement(value: str) -> str:
 # holding a digit (every format plugin's token, and all but ~0.4% of random
 # base64 keys of 32 chars), or a keyword of the keyword/Cloudant/IBM plugins,
 # or a URL (credentials).
-_TOKEN_RUN = re.compile(r"(?<![A-Za-z0-9+/=_\-])(?=[A-Za-z0-9+/=_\-]*\d)[A-Za-z0-9+/=_\-]{12,}")
 _RUN = re.compile(r"[A-Za-z0-9+/=_\-]{12,}")
 # Keywords of detect-secrets' keyword/Cloudant/IBM/SoftLayer plugins and of _EXTRA_KEYWORD_PATTERNS.
 # ``token`` is not one: a token value is a digit-bearing run, found by _RUN.
@@ -264,7 +265,7 @@ def _candidate_lines(text: str) -> list[tuple[int, int]]:
 
     Two passes that stay in C: a regex for long token runs (a digit is checked
     only on those), and an Aho-Corasick automaton for the keywords."""
-    hits = [m.start() for m in _RUN.finditer(text) if not _DIGITS.isdisjoint(m.group())]
+    hits = [m.start() for m in _digit_runs(text)]
     lower = text.lower()
     if len(lower) != len(text):  # a few code points lower-case to two ("İ"): keep offsets aligned
         lower = text.translate(_ASCII_LOWER)
@@ -278,6 +279,10 @@ def _candidate_lines(text: str) -> list[tuple[int, int]]:
         done = len(text) if end == -1 else end
         lines.append((start, done))
     return lines
+
+
+def _digit_runs(text: str) -> Iterable[re.Match]:
+    return (m for m in _RUN.finditer(text) if not _DIGITS.isdisjoint(m.group()))
 
 
 @lru_cache(maxsize=1)
@@ -306,7 +311,7 @@ class _Lazy:
 def _secrets_in_line(line: str, offset: int, path: str, config: PiiConfig, hash_heavy: _Lazy) -> list[Finding]:
     plugins = _plugins(config.base64_entropy_limit, config.hex_entropy_limit)
     found: list[Finding] = []
-    if _TOKEN_RUN.search(line):
+    if next(_digit_runs(line), None):
         for plugin in plugins.formats:
             found.extend(_format_findings(plugin, line, offset))
         for plugin in plugins.entropy:
@@ -365,7 +370,9 @@ def _keyword_secrets(line: str, offset: int, path: str) -> list[Finding]:
     if not _CANDIDATE_KEYWORD.search(line):
         return []
     out = []
-    for pattern, group in _keyword_patterns(path) + _EXTRA_KEYWORD_PATTERNS:
+    patterns = [(p, g, "detect-secrets:KeywordDetector") for p, g in _keyword_patterns(path)]
+    patterns += [(p, g, "keyword_extra") for p, g in _EXTRA_KEYWORD_PATTERNS]
+    for pattern, group, detector in patterns:
         for m in pattern.finditer(line):
             if is_indirect_reference(line):
                 return []  # ``password = os.environ["PASSWORD"]``
@@ -382,7 +389,7 @@ def _keyword_secrets(line: str, offset: int, path: str) -> list[Finding]:
                 kind = KEY
             else:
                 continue
-            out.append(Finding(kind, offset + m.start(group), offset + end, value, "detect-secrets:KeywordDetector"))
+            out.append(Finding(kind, offset + m.start(group), offset + end, value, detector))
     return out
 
 
