@@ -77,10 +77,11 @@ class ExecResult:
 class Sandbox:
     """One executor process; programs run one at a time (use several for parallelism)."""
 
-    def __init__(self, limits: SandboxLimits = SandboxLimits(), forked_warden: bool = False):
+    def __init__(self, limits: SandboxLimits = SandboxLimits(), pidns: str = "auto"):
+        """``pidns``: "auto", or (tests) force a fallback: "warden" (a warden process per sample,
+        as in user namespaces) or "off" (no PID namespace: process group and uid sweep only)."""
         self.limits = limits
-        self._argv = [sys.executable, "-I", "-S", "-B", str(ZYGOTE)] + (["--warden"] if forked_warden else [])
-        """``forked_warden``: use the fallback (a warden process per sample), as in user namespaces."""
+        self._argv = [sys.executable, "-I", "-S", "-B", str(ZYGOTE)] + ([f"--pidns={pidns}"] if pidns != "auto" else [])
         self._proc: subprocess.Popen | None = None
         self.isolation: dict[str, Any] = {}
         self._start()

@@ -235,12 +235,17 @@ def test_executor_death_fails_the_sample_and_recovers():
         assert sb._proc.pid != first and sb.run("assert True").status == "passed"
 
 
-def test_forked_warden_fallback_gives_the_same_verdicts():
-    """The path used where the zygote cannot reset its PID namespace (user namespaces)."""
-    with Sandbox(LIMITS, forked_warden=True) as sb:
-        if sb.isolation["pidns"] != "warden":
+@pytest.mark.parametrize("mode", ["warden", "off"])
+def test_fallbacks_give_the_same_verdicts_and_clean_up(mode):
+    """"warden": where the zygote cannot reset its PID namespace (user namespaces); "off": no PID
+    namespace at all, where leftovers die by process group and, as root, by a sweep of the uid."""
+    with Sandbox(LIMITS, pidns=mode) as sb:
+        if mode == "warden" and sb.isolation["pidns"] != "warden":
             pytest.skip("no PID namespaces here")
-        assert sb.run("import os\nassert os.getpid() == 1").status == "passed"
+        if mode == "off" and not sb.isolation["uid_drop"]:
+            pytest.skip("without a PID namespace only the uid sweep (root) catches setsid daemons")
+        pid_one = "import os\nassert os.getpid() == 1" if mode == "warden" else "import os\nassert os.getpid() != 1"
+        assert sb.run(pid_one).status == "passed"
         assert sb.run("import os\nos._exit(0)").status == "failed"
         assert sb.run("while True:\n    pass").status == "timeout"
         daemon = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n"
