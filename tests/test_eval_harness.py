@@ -124,3 +124,40 @@ def test_fim_exact_match_scoring():
     assert first_line("b = 2<file_sep>x") == "b = 2"
     score_, records = exact_match([ex, {**ex, "task_id": "fim/1"}], ["b = 2  \nrest", "b = 3"])
     assert score_ == 0.5 and [r["correct"] for r in records] == [True, False]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A random 2-layer StarCoder2 with a BPE trained on a few lines: enough to exercise generate()."""
+    import torch
+    from transformers import Starcoder2Config, Starcoder2ForCausalLM
+
+    from ray_tasks.tokenizer import save_hf_tokenizer, train_bpe
+
+    out = tmp_path_factory.mktemp("tiny_model")
+    texts = ["def add(a, b):\n    return a + b\n", "class Point:\n    x = 1\n", "if x:\n    print(x)\n"] * 20
+    save_hf_tokenizer(train_bpe(texts, vocab_size=300, min_frequency=1), out, model_max_length=256)
+    torch.manual_seed(0)
+    cfg = Starcoder2Config(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                           bos_token_id=0, eos_token_id=0)
+    Starcoder2ForCausalLM(cfg).save_pretrained(out)
+    return str(out)
+
+
+def test_generation_stops_at_stop_sequences_and_samples_reproducibly(tiny_model):
+    from models.generate import generate
+
+    prompts = ["def add(a, b):\n", "class Point:\n"]
+    full = generate(tiny_model, prompts, max_new_tokens=40, batch_size=2)
+    stop = max("abcdefghijklmnopqrstuvwxyz \n", key=lambda ch: sum(f[0].count(ch) for f in full))  # occurs for sure
+    cut = generate(tiny_model, prompts, max_new_tokens=40, batch_size=2, stop=[stop])
+    for (f,), (c,) in zip(full, cut):
+        c = c.replace("<|endoftext|>", "")  # finished rows are padded while the batch goes on
+        if stop in f:
+            assert stop in c and f.startswith(c) and len(c) < len(f)
+            assert len(c) - (c.index(stop) + len(stop)) < 32  # stopped right after the first occurrence
+    sampled = generate(tiny_model, prompts, max_new_tokens=8, num_samples=3, temperature=0.8, top_p=0.95, seed=3)
+    assert [len(s) for s in sampled] == [3, 3]
+    assert sampled == generate(tiny_model, prompts, max_new_tokens=8, num_samples=3, temperature=0.8, top_p=0.95, seed=3)
+    assert len({s for row in sampled for s in row}) > 1  # sampling, not greedy
