@@ -14,6 +14,7 @@ comparable; the ratios are what to read, the machine is shared.
 * starflow: ``ray_tasks.dedup.dedup`` on a local Ray with ``--workers`` CPUs (Ray start-up
   reported apart), repository and file exact dedup, LSH, verification, union-find, index
   and outputs written.
+* starflow-1p: the same without Ray, in one process (compare with the one-process scripts below).
 * rensa: the bare script: seed shingles (``re.split(r'\\W', text.lower())``, 5-grams joined by
   spaces) per file, ``RMinHash`` + ``RMinHashLSH``, union-find; one process.
 * datasketch: the same shingles, ``MinHash.update_batch`` + ``MinHashLSH(params=(25, 10))``; one process.
@@ -123,7 +124,8 @@ def peer_floor(data: Path, out: Path, workers: int, limit: int | None) -> dict:
 
     t0 = time.perf_counter()
     t = read_corpus(data, limit)
-    h = [xxhash.xxh3_64_intdigest(c.encode()) for c in t.column("content").to_pylist()]
+    content = t.column("content")
+    h = [xxhash.xxh3_64_intdigest(c.encode()) for s in range(0, t.num_rows, 4096) for c in content.slice(s, 4096).to_pylist()]
     return {"files": t.num_rows, "mb": _mb(t), "removed": t.num_rows - len(set(h)), "seconds": time.perf_counter() - t0}
 
 
@@ -146,6 +148,21 @@ def peer_starflow(data: Path, out: Path, workers: int, limit: int | None) -> dic
     write_parquet_atomic(r.clusters, out / "clusters.parquet")
     return {"files": t.num_rows, "mb": _mb(t), "removed": t.num_rows - r.kept.num_rows, "seconds": time.perf_counter() - t1,
             "ray_start_s": ray_start, "exact_removed": r.stats["exact_removed"], "near_removed": r.stats["near_removed"]}
+
+
+def peer_starflow_1p(data: Path, out: Path, workers: int, limit: int | None) -> dict:
+    """StarFlow without Ray: one process, the same code path (the apples-to-apples row for the bare scripts)."""
+    from ray_tasks.dedup import DedupConfig, dedup
+    from ray_tasks.minhash import _word_table
+    from ray_tasks.tables import write_parquet_atomic
+
+    _word_table()
+    t0 = time.perf_counter()
+    t = read_corpus(data, limit)
+    r = dedup(t, out / "index", DedupConfig(), use_ray=False)
+    write_parquet_atomic(r.kept, out / "kept.parquet")
+    write_parquet_atomic(r.clusters, out / "clusters.parquet")
+    return {"files": t.num_rows, "mb": _mb(t), "removed": t.num_rows - r.kept.num_rows, "seconds": time.perf_counter() - t0}
 
 
 def _warm() -> None:
@@ -248,7 +265,7 @@ def xxhash64_of_str(data: str | bytes) -> int:
     return xxhash.xxh64_intdigest(data.encode() if isinstance(data, str) else data)
 
 
-PEERS = {"floor": peer_floor, "starflow": peer_starflow, "rensa": peer_rensa, "datasketch": peer_datasketch,
+PEERS = {"floor": peer_floor, "starflow": peer_starflow, "starflow-1p": peer_starflow_1p, "rensa": peer_rensa, "datasketch": peer_datasketch,
          "datatrove": peer_datatrove}
 
 
@@ -292,6 +309,12 @@ def run_peer(name: str, data: Path, workers: int, limit: int | None, mb_total: f
     seconds = res["seconds"]
     return {"peer": name, **res, "mb": mb, "wall_s": wall, "files_per_s": files / seconds,
             "mb_per_s": mb / seconds, "peak_rss_mb": peak / 2**20}
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median time (its own figures), with the highest peak RSS of all runs."""
+    runs = sorted(runs, key=lambda r: r["seconds"])
+    return {**runs[len(runs) // 2], "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
 
 
 def _rss(p) -> int:
@@ -379,13 +402,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=0, help="synthetic corpus of N files (0: the default corpus)")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--peers", default="floor,starflow,rensa,datasketch,datatrove")
+    ap.add_argument("--peers", default="floor,starflow,starflow-1p,rensa,datasketch,datatrove")
     ap.add_argument("--max-peer-files", type=int, default=3000, help="datasketch/datatrove run on at most this many files")
     ap.add_argument("--max-rensa-files", type=int, default=20000, help="the bare rensa script runs on at most this many files")
     ap.add_argument("--scaling", type=int, default=0, help="also time StarFlow on a synthetic corpus of this many files")
     ap.add_argument("--quality-pairs", type=int, default=0, help="precision/recall table on this many real-code pairs")
     ap.add_argument("--incremental", action="store_true", help="time adding 10%% new repositories to an index")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=1, help="rounds over all peers; the median run of each is reported")
     # internal: one peer in this process
     ap.add_argument("--peer")
     ap.add_argument("--data", type=Path)
@@ -413,22 +437,28 @@ def main() -> None:
     mb = write_corpus(table, work / "data")
     n = table.num_rows
     print(f"{label}: {n} files, {mb:.1f} MB, {args.workers} workers")
-    rows = []
     peers = [p for p in args.peers.split(",") if p]
-    for name in (bar := tqdm(peers, desc="peers", file=sys.stderr)):
-        bar.set_postfix_str(name)
+    runs: dict[str, list[dict]] = {p: [] for p in peers}
+    # Rounds interleave the peers, so that load from other processes hits them alike; medians are reported.
+    for rnd, name in (bar := tqdm([(r, p) for r in range(args.repeat) for p in peers], desc="runs", file=sys.stderr)):
+        bar.set_postfix_str(f"{name} (round {rnd + 1})")
         cap = {"datasketch": args.max_peer_files, "datatrove": args.max_peer_files, "rensa": args.max_rensa_files}.get(name)
         limit = cap if cap and n > cap else None
-        rows.append(run_peer(name, work / "data", args.workers, limit, mb, n))
-        if limit:
+        runs[name].append(run_peer(name, work / "data", args.workers, limit, mb, n))
+        if limit and rnd == 0:
             print(f"note: {name} ran on the first {limit} of {n} files")
+    rows = [median_run(runs[p]) for p in peers]
+    if args.repeat > 1:
+        print(f"medians of {args.repeat} rounds; StarFlow seconds per round: "
+              + ", ".join(f"{r['seconds']:.2f}" for r in runs.get("starflow", [])))
     if any(r["peer"] == "starflow" for r in rows):
         print_table(rows, f"Throughput on the {label}")
     if args.scaling:
         big, big_label = corpus(args.scaling)
         mb_big = write_corpus(big, work / "big")
         small = next(r for r in rows if r["peer"] == "starflow")
-        r = run_peer("starflow", work / "big", args.workers, None, mb_big, big.num_rows)
+        r = median_run([run_peer("starflow", work / "big", args.workers, None, mb_big, big.num_rows)
+                        for _ in range(args.repeat)])
         print(f"\nScaling (StarFlow, {args.workers} workers): {small['files']} files / {small['mb']:.0f} MB in "
               f"{small['seconds']:.2f} s -> {r['files']} files / {r['mb']:.0f} MB in {r['seconds']:.2f} s: "
               f"{r['files'] / small['files']:.1f}x files, {r['mb'] / small['mb']:.1f}x MB, {r['seconds'] / small['seconds']:.1f}x time "

@@ -142,7 +142,11 @@ def content_hashes(table: pa.Table) -> pa.Array:
     """sha256 hex of each file: the table's ``sha256`` column when it has one."""
     if "sha256" in table.column_names and table.column("sha256").null_count == 0:
         return table.column("sha256").cast(pa.string()).combine_chunks()
-    return pa.array([hashlib.sha256((c or "").encode()).hexdigest() for c in table.column("content").to_pylist()], pa.string())
+    out: list[str] = []
+    content = table.column("content")
+    for start in range(0, table.num_rows, 4096):  # bounded memory: a few MB of Python strings at a time
+        out += [hashlib.sha256((c or "").encode()).hexdigest() for c in content.slice(start, 4096).to_pylist()]
+    return pa.array(out, pa.string())
 
 
 def repo_trees(repo_names: list[str], paths: list[str], hashes: list[str]) -> dict[str, str]:
@@ -245,9 +249,9 @@ def dedup(table: pa.Table, index_dir: str | Path, cfg: DedupConfig = DedupConfig
     seg_tmp = root / f".{seg_name}.tmp"
     ix.ensure_clean(seg_tmp)
     sig_rows = np.flatnonzero(needs_sig)
-    contents = table.column("content").combine_chunks().take(pa.array(sig_rows, pa.int64())) if n_new else pa.array([], pa.large_string())
     old_segs = [root / s.name for s in meta.segments]
-    lsh = near_duplicate_edges(contents, new_ids[sig_rows], seg_tmp, old_segs, mh, plan, use_ray, progress)
+    lsh = near_duplicate_edges(table.column("content"), sig_rows, new_ids[sig_rows], seg_tmp, old_segs, mh, plan,
+                               use_ray, progress)
     edges.append(lsh)
     all_edges = np.concatenate(edges).astype(np.int64) if edges else np.zeros((0, 2), np.int64)
 

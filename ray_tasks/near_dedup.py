@@ -45,22 +45,23 @@ class LshPlan:
     num_partitions: int = 4
 
 
-def batch_bounds(contents: pa.Array, plan: LshPlan) -> list[tuple[int, int]]:
+def batch_bounds(sizes: np.ndarray, plan: LshPlan) -> list[tuple[int, int]]:
     """(start, stop) of consecutive batches of at most ``batch_size`` rows and about ``batch_bytes``."""
-    n = len(contents)
-    if n == 0:
-        return []
-    import pyarrow.compute as pc
-
-    sizes = pc.fill_null(pc.binary_length(pc.cast(contents, pa.large_binary())), 0).to_numpy().astype(np.int64)
     bounds, start, acc = [], 0, 0
     for i, size in enumerate(sizes.tolist()):
         if i > start and (i - start >= plan.batch_size or acc + size > plan.batch_bytes):
             bounds.append((start, i))
             start, acc = i, 0
         acc += size
-    bounds.append((start, n))
+    if len(sizes):
+        bounds.append((start, len(sizes)))
     return bounds
+
+
+def _take(column: pa.ChunkedArray | pa.Array, rows: np.ndarray) -> pa.Array:
+    """The given rows as one compact array (only these bytes travel to a worker)."""
+    out = column.take(pa.array(rows, pa.int64()))
+    return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
 
 
 def sign_batch(contents: pa.Array, ids: np.ndarray, batch_no: int, seg_dir: str, cfg: MinHashConfig,
@@ -108,15 +109,19 @@ def verify_edges(edges: np.ndarray, seg_dirs: Sequence[str], cfg: MinHashConfig)
     return edges[est >= cfg.threshold]
 
 
-def near_duplicate_edges(contents: pa.Array, ids: np.ndarray, seg_dir: Path, old_segs: Sequence[Path],
-                         cfg: MinHashConfig, plan: LshPlan, use_ray: bool,
+def near_duplicate_edges(content: pa.ChunkedArray | pa.Array, rows: np.ndarray, ids: np.ndarray, seg_dir: Path,
+                         old_segs: Sequence[Path], cfg: MinHashConfig, plan: LshPlan, use_ray: bool,
                          progress: Callable[[str, int, int], None] | None = None) -> np.ndarray:
-    """Verified near-duplicate edges among ``contents`` (ids ``ids``) and against older segments.
+    """Verified near-duplicate edges among ``content[rows]`` (ids ``ids``) and against older segments.
 
-    ``seg_dir`` receives the new segment's signatures and sorted band keys."""
+    Batches are cut from ``rows`` one at a time, so the driver never holds a second copy of
+    the content. ``seg_dir`` receives the new segment's signatures and sorted band keys."""
     seg, olds = str(seg_dir), [str(s) for s in old_segs]
     P = plan.num_partitions
-    bounds = batch_bounds(contents, plan)
+    import pyarrow.compute as pc
+
+    sizes = pc.fill_null(pc.binary_length(pc.cast(content, pa.large_binary())), 0).to_numpy().astype(np.int64)
+    bounds = batch_bounds(sizes[rows], plan)
     progress = progress or (lambda *_: None)
     if use_ray:
         import ray
@@ -128,8 +133,7 @@ def near_duplicate_edges(contents: pa.Array, ids: np.ndarray, seg_dir: Path, old
             # Backpressure: only a few batches of content sit in the object store at once.
             if len(in_flight) >= max_in_flight:
                 _, in_flight = ray.wait(in_flight, num_returns=1)
-            # concat_arrays compacts the slice so only its own bytes are shipped to the worker
-            refs = sign.remote(pa.concat_arrays([contents.slice(s, e - s)]), ids[s:e], b, seg, cfg, P)
+            refs = sign.remote(_take(content, rows[s:e]), ids[s:e], b, seg, cfg, P)
             outs.append(refs if P > 1 else [refs])
             in_flight.append(outs[-1][0])
             progress("batches", b + 1, len(bounds))
@@ -148,7 +152,7 @@ def near_duplicate_edges(contents: pa.Array, ids: np.ndarray, seg_dir: Path, old
     else:
         outs = []
         for b, (s, e) in enumerate(bounds):
-            outs.append(sign_batch(contents.slice(s, e - s), ids[s:e], b, seg, cfg, P))
+            outs.append(sign_batch(_take(content, rows[s:e]), ids[s:e], b, seg, cfg, P))
             progress("batches", b + 1, len(bounds))
         parts = [verify_edges(bucket_partition(p, seg, olds, *[o[p] for o in outs]), olds + [seg], cfg) for p in range(P)]
     edges = np.concatenate(parts) if parts else np.zeros((0, 2), np.int64)
