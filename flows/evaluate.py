@@ -25,7 +25,7 @@ from flows.workspace import stage_dir
 from models.generate import generate
 from models.perplexity import perplexity
 from ray_tasks import fim_eval
-from ray_tasks.code_eval import score
+from ray_tasks.code_eval import per_problem, score
 from ray_tasks.humaneval import Problem, load_problems
 from ray_tasks.mbpp import load_mbpp
 from ray_tasks.ray_exec import ray_running
@@ -64,10 +64,12 @@ def evaluate_flow(params: Params, parent_run_id: str | None = None) -> dict:
             fim_em, fim_records = _fim_exact_match(model_dir, cfg)
         with AtomicDir(stage_dir("evaluate")) as out:
             _write_jsonl(out / "humaneval_samples.jsonl", records)
+            _write_jsonl(out / "humaneval_problems.jsonl", per_problem(records, cfg.humaneval.ks))
             _write_jsonl(out / "selfcheck.jsonl", canonical_records)
             _write_jsonl(out / "fim_samples.jsonl", fim_records)
             if mbpp_records:
                 _write_jsonl(out / "mbpp_samples.jsonl", mbpp_records)
+                _write_jsonl(out / "mbpp_problems.jsonl", per_problem(mbpp_records, cfg.humaneval.ks))
         he = cfg.humaneval
         isolation = isolation_report()
         stats = {
@@ -128,7 +130,8 @@ def register_model(params: Params, model_dir: str, run_id: str) -> str:
 
     from models.pyfunc import CodeCompletionModel
 
-    signature = infer_signature(["def add(a, b):\n"], ["    return a + b\n"], params={"max_new_tokens": 64})
+    signature = infer_signature(["def add(a, b):\n"], ["    return a + b\n"],
+                                params={"max_new_tokens": 64, "temperature": 0.0, "top_p": 0.95})
     info = mlflow.pyfunc.log_model(
         signature=signature,
         name="model",

@@ -25,5 +25,6 @@ class CodeCompletionModel(mlflow.pyfunc.PythonModel):
             prompts = model_input[column].astype(str).tolist()
         else:
             prompts = [str(p) for p in model_input]
-        outs = generate(self.model_dir, prompts, max_new_tokens=int(params.get("max_new_tokens", 64)))
+        outs = generate(self.model_dir, prompts, max_new_tokens=int(params.get("max_new_tokens", 64)),
+                        temperature=float(params.get("temperature", 0.0)), top_p=float(params.get("top_p", 0.95)))
         return [o[0] for o in outs]

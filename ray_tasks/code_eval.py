@@ -1,14 +1,14 @@
 """Code benchmarks scored by execution: completions -> programs -> sandbox -> pass@k.
 
-One record per sample (task id, completion, verdict, output tail, duration) and pass@k
-per problem with the unbiased estimator. Problems are HumanEval's or MBPP-format ones;
+One record per sample (task id, completion, verdict, output tail, duration), one row per
+problem (n, c, pass@k) and the mean pass@k, with the unbiased estimator. Problems are HumanEval's or MBPP-format ones;
 anything with ``program(completion)`` and ``stops`` works.
 """
 
 from __future__ import annotations
 
 from ray_tasks.humaneval import Problem, truncate
-from ray_tasks.passk import pass_at_k_table
+from ray_tasks.passk import pass_at_k, pass_at_k_table
 from ray_tasks.sandbox import SandboxLimits, run_local, run_programs
 
 
@@ -34,9 +34,21 @@ def score(
         {"task_id": p.task_id, "completion": c, **{k: v for k, v in r.items() if k != "isolation"}}
         for (p, _, c), r in zip(samples, results, strict=True)
     ]
+    return pass_at_k_table(_counts(records), ks), records
+
+
+def _counts(records: list[dict]) -> dict[str, list[int]]:
     counts: dict[str, list[int]] = {}
     for rec in records:
         n_c = counts.setdefault(rec["task_id"], [0, 0])
         n_c[0] += 1
         n_c[1] += rec["status"] == "passed"
-    return pass_at_k_table(counts, ks), records
+    return counts
+
+
+def per_problem(records: list[dict], ks: list[int]) -> list[dict]:
+    """One row per problem: samples n, passed c, and pass@k for each k <= n."""
+    return [
+        {"task_id": task, "n": n, "c": c, **{f"pass@{k}": pass_at_k(n, c, k) for k in ks if k <= n}}
+        for task, (n, c) in _counts(records).items()
+    ]

@@ -161,3 +161,12 @@ def test_generation_stops_at_stop_sequences_and_samples_reproducibly(tiny_model)
     assert [len(s) for s in sampled] == [3, 3]
     assert sampled == generate(tiny_model, prompts, max_new_tokens=8, num_samples=3, temperature=0.8, top_p=0.95, seed=3)
     assert len({s for row in sampled for s in row}) > 1  # sampling, not greedy
+
+
+def test_per_problem_rows():
+    from ray_tasks.code_eval import per_problem
+
+    recs = [{"task_id": "a", "status": s} for s in ("passed", "failed", "timeout")] + [{"task_id": "b", "status": "passed"}]
+    rows = per_problem(recs, [1, 2])
+    assert rows[0] == {"task_id": "a", "n": 3, "c": 1, "pass@1": pytest.approx(1 / 3), "pass@2": pytest.approx(2 / 3)}
+    assert rows[1] == {"task_id": "b", "n": 1, "c": 1, "pass@1": 1.0}
