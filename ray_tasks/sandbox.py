@@ -23,9 +23,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import select
 import struct
 import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,7 +91,7 @@ class Sandbox:
     def _start(self) -> None:
         self._proc = subprocess.Popen(
             self._argv,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0,
             env={"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"},
             close_fds=True, start_new_session=True, cwd="/",
         )
@@ -123,15 +125,29 @@ class Sandbox:
 
     def _send(self, obj: dict) -> None:
         body = json.dumps(obj).encode()
-        self._proc.stdin.write(struct.pack(">I", len(body)) + body)
-        self._proc.stdin.flush()
+        view = memoryview(struct.pack(">I", len(body)) + body)
+        while view:
+            view = view[os.write(self._proc.stdin.fileno(), view):]
 
     def _recv(self) -> dict | None:
-        head = self._proc.stdout.read(4)
-        if len(head) < 4:
+        """The executor's next reply; None if it died or went silent past every limit (then it is killed)."""
+        deadline = time.monotonic() + self.limits.timeout_s + 30
+        head = self._read_exact(4, deadline)
+        body = self._read_exact(struct.unpack(">I", head)[0], deadline) if head else None
+        if body is None:
+            self._proc.kill()
             return None
-        body = self._proc.stdout.read(struct.unpack(">I", head)[0])
         return json.loads(body)
+
+    def _read_exact(self, n: int, deadline: float) -> bytes | None:
+        fd, buf = self._proc.stdout.fileno(), b""
+        while len(buf) < n:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            chunk = os.read(fd, n - len(buf)) if ready else b""
+            if not chunk:
+                return None
+            buf += chunk
+        return buf
 
     def close(self) -> None:
         if self._proc is None:

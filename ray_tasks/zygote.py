@@ -425,8 +425,11 @@ def _refuse(event: str, args: tuple) -> None:
     """Audit hook (cannot be removed from Python): the calls a benchmark solution never needs."""
     if event in _REFUSED:
         raise PermissionError(f"sandbox: {event} is not allowed")
-    if event == "open" and isinstance(args[0], str) and args[0].startswith("/proc") and args[1] not in (None, "r", "rb"):
-        raise PermissionError("sandbox: writing under /proc is not allowed")
+    if event == "open" and str(args[0]).startswith("/proc"):
+        mode, flags = args[1], args[2] if len(args) > 2 else 0
+        writes = any(c in mode for c in "wax+") if isinstance(mode, str) else bool((flags or 0) & (os.O_WRONLY | os.O_RDWR))
+        if writes:
+            raise PermissionError("sandbox: writing under /proc is not allowed")
 
 
 # --------------------------------------------------------------------------- protocol

@@ -81,8 +81,15 @@ def test_clean_environment(sandbox):
     res = sandbox.run(probe)
     assert res.status == "failed" and "No module named 'numpy'" in res.output_tail, res.output_tail
     assert sandbox.run(probe.replace("import numpy\n", "import fractions, zoneinfo, csv, encodings.idna, json.tool\n")).status == "passed"
-    # Each program gets a fresh directory: the file from the last one is gone.
+    # Each program gets a fresh directory: the file from the last one is gone, on the host too.
     assert sandbox.run("import os\nassert os.listdir('.') == []").status == "passed"
+    assert not [p for p in Path("/tmp").iterdir() if p.name.startswith("sample-")]
+
+
+def test_proc_is_not_writable(sandbox):
+    for src in ("open('/proc/self/mem', 'wb')", "import os\nos.open('/proc/self/mem', os.O_RDWR)",
+                "open('/proc/self/oom_score_adj', 'w').write('-1000')"):
+        assert sandbox.run(src).status == "failed", src
 
 
 # --------------------------------------------------------------------------- hostile samples
