@@ -7,8 +7,9 @@
 A ``Sandbox`` owns one executor process (``ray_tasks/zygote.py``, started as ``python -I -S``:
 standard library only, empty environment, no inherited descriptors). The executor forks a
 jailed child per program: its own PID namespace, session, temp dir, rlimits, a fresh
-unprivileged uid when run as root, Landlock, no network (the zygote's docstring lists
-every layer and the pass-marker design with its limits). A program passes only when it
+unprivileged uid when run as root, Landlock, a seccomp filter refusing IP sockets, no
+network (the zygote's docstring lists every layer and the pass-marker design with its
+limits). A program passes only when it
 ran to its end and the runner echoed the per-sample nonce after the checks: exit code 0
 alone is not a pass. Whatever the child does, this process only sees a JSON verdict; if
 the executor itself dies, the sample is failed and a new executor is started.
@@ -72,7 +73,7 @@ class ExecResult:
     reason: str | None = None
     """timeout | output limit | executor error | None"""
     network_isolated: bool = False
-    """A kernel layer (network namespace or Landlock ABI >= 4) denies the program any network."""
+    """A kernel layer (network namespace, seccomp or Landlock ABI >= 4) denies the program the network."""
     isolation: dict[str, Any] = field(default_factory=dict)
 
 
@@ -102,7 +103,8 @@ class Sandbox:
 
     @property
     def network_isolated(self) -> bool:
-        return bool(self.isolation.get("netns") or self.isolation.get("landlock_abi", 0) >= 4)
+        return bool(self.isolation.get("netns") or self.isolation.get("seccomp")
+                    or self.isolation.get("landlock_abi", 0) >= 4)
 
     @property
     def alive(self) -> bool:

@@ -29,8 +29,10 @@ per sample (the zygote is the warden; a forked warden where it cannot reset its 
     unprivileged uid (so RLIMIT_NPROC applies, root-owned files are read-only and no
     other process can be signalled); no_new_privs and Landlock: writes only beneath the
     temp dir, no TCP bind/connect (ABI >= 4), no signals or abstract sockets out of the
-    sandbox (ABI >= 6); optionally a Python audit hook refusing sockets, subprocesses,
-    exec, ctypes calls, kill and writes under /proc.
+    sandbox (ABI >= 6); a seccomp filter (x86_64, aarch64) refusing every socket but Unix
+    ones, io_uring and non-native syscall ABIs, so even without a network namespace the
+    kernel refuses network system calls; optionally a Python audit hook refusing sockets,
+    subprocesses, exec, ctypes calls, kill and writes under /proc.
 
 The pass marker: after the program (checks included) ran to its end without an
 exception, the runner reads a per-sample random nonce from an inherited pipe and writes it
@@ -71,7 +73,7 @@ PRELOAD = (
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x10000000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 0x1, 0x2, 0x4, 0x20, 0x1000, 0x4000, 0x40000
 STDLIB_VIEW = "/tmp/.stdlib"
-PR_SET_NO_NEW_PRIVS = 38
+PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
 SYS_LANDLOCK_CREATE_RULESET, SYS_LANDLOCK_ADD_RULE, SYS_LANDLOCK_RESTRICT_SELF = 444, 445, 446  # all arches
 NONCE_FD, MARKER_FD = 3, 4
 
@@ -114,6 +116,7 @@ def setup() -> dict:
     elif "--pidns=off" in sys.argv:
         caps["pidns"] = False
     caps["landlock_abi"] = max(0, _libc.syscall(SYS_LANDLOCK_CREATE_RULESET, None, 0, 1))
+    caps["seccomp"] = _probe_seccomp()
     caps["uid_drop"] = caps["root"]
     caps["stdlib_view"] = caps["uid_drop"] and caps["mountns"] and _stdlib_view()
     return caps
@@ -344,6 +347,8 @@ def _sample(req: dict, caps: dict, uid: int, tmp: str, out_w: int, nonce_r: int,
         _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
         if caps["landlock_abi"]:
             _landlock(caps["landlock_abi"], tmp)
+        if caps["seccomp"] and not _seccomp():
+            raise OSError(ctypes.get_errno(), "seccomp")
         sys.stdin = open(0, "r", closefd=False)
         sys.stdout = open(1, "w", closefd=False)
         sys.stderr = open(2, "w", closefd=False)
@@ -412,6 +417,66 @@ def _landlock(abi: int, tmp: str) -> None:
     if _libc.syscall(SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0) != 0:
         raise OSError(ctypes.get_errno(), "landlock_restrict_self")
     os.close(ruleset)
+
+
+# seccomp: refuse IP and every other non-Unix socket, io_uring and non-native syscall ABIs.
+_SECCOMP_ARCH = {"x86_64": (0xC000003E, 41), "aarch64": (0xC00000B7, 198)}  # audit arch, __NR_socket
+_NR_IO_URING_SETUP, _AF_UNIX, _X32_BIT = 425, 1, 0x40000000
+_RET_ALLOW, _RET_EACCES = 0x7FFF0000, 0x00050000 | 13
+_LD_ABS, _JEQ, _JGE, _RET = 0x20, 0x15, 0x35, 0x06
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+def _seccomp() -> bool:
+    """Install the filter (needs no_new_privs); False where the architecture is not known here."""
+    machine = os.uname().machine
+    if machine not in _SECCOMP_ARCH:
+        return False
+    arch, nr_socket = _SECCOMP_ARCH[machine]
+    prog = [
+        (_LD_ABS, 0, 0, 4),                    # 0: arch
+        (_JEQ, 1, 0, arch),                    # 1: native -> 3
+        (_RET, 0, 0, _RET_EACCES),             # 2: compat ABI: refuse everything
+        (_LD_ABS, 0, 0, 0),                    # 3: syscall number
+        (_JGE, 5, 0, _X32_BIT),                # 4: x32 ABI -> 10
+        (_JEQ, 4, 0, _NR_IO_URING_SETUP),      # 5: io_uring -> 10
+        (_JEQ, 1, 0, nr_socket),               # 6: socket -> 8
+        (_RET, 0, 0, _RET_ALLOW),              # 7
+        (_LD_ABS, 0, 0, 16),                   # 8: socket's domain (args[0], low word)
+        (_JEQ, 2, 0, _AF_UNIX),                # 9: AF_UNIX -> 12
+        (_RET, 0, 0, _RET_EACCES),             # 10
+        (_RET, 0, 0, _RET_EACCES),             # 11 (unused)
+        (_RET, 0, 0, _RET_ALLOW),              # 12
+    ]
+    filters = (_SockFilter * len(prog))(*[_SockFilter(*ins) for ins in prog])
+    fprog = _SockFprog(len(prog), filters)
+    return _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) == 0
+
+
+def _probe_seccomp() -> bool:
+    pid = os.fork()
+    if pid == 0:
+        ok = False
+        try:
+            _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+            if _seccomp():
+                import socket
+
+                try:
+                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                except PermissionError:
+                    socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).close()
+                    ok = True
+        finally:
+            os._exit(0 if ok else 1)
+    return os.waitpid(pid, 0)[1] == 0
 
 
 _REFUSED = {

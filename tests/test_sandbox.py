@@ -183,6 +183,18 @@ def test_no_network_not_even_loopback(limits):
     assert accepted == []
 
 
+def test_seccomp_refuses_ip_sockets_but_not_unix_ones():
+    """Without the hook: creating an IP socket already fails (a network namespace alone would
+    let it be created and fail at connect), so the kernel refuses network system calls."""
+    with Sandbox(NO_HOOK) as sb:
+        if not sb.isolation["seccomp"]:
+            pytest.skip("no seccomp filter for this architecture")
+        for family in ("AF_INET", "AF_INET6", "AF_PACKET", "AF_NETLINK"):
+            res = sb.run(f"import socket\nsocket.socket(socket.{family}, socket.SOCK_RAW if '{family}' in ('AF_PACKET', 'AF_NETLINK') else socket.SOCK_DGRAM)")
+            assert res.status == "failed" and "PermissionError" in res.output_tail, (family, res.output_tail)
+        assert sb.run("import socket\nsocket.socket(socket.AF_UNIX).close()\na, b = socket.socketpair()\na.sendall(b'x')\nassert b.recv(1) == b'x'").status == "passed"
+
+
 def _accept(server: socket.socket, accepted: list, done: threading.Event) -> None:
     while not done.is_set():
         try:
