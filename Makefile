@@ -31,6 +31,7 @@ test-quick: setup
 bench: setup
 	$(BIN)/python benchmarks/eval.py
 	$(BIN)/python benchmarks/train.py
+	$(BIN)/python benchmarks/dedup.py
 
 # Re-resolve the lock after changing pyproject dependencies.
 lock:

@@ -328,11 +328,11 @@ def _rss(p) -> int:
 def print_table(rows: list[dict], title: str) -> None:
     sf = next(r for r in rows if r["peer"] == "starflow")
     print(f"\n{title}")
-    print(f"{'peer':<11}{'files':>9}{'MB':>9}{'s':>9}{'files/s':>10}{'MB/s':>8}{'peak RSS MB':>12}{'removed':>9}"
+    print(f"{'peer':<13}{'files':>9}{'MB':>9}{'s':>9}{'files/s':>10}{'MB/s':>8}{'peak RSS MB':>12}{'removed':>9}"
           f"{'StarFlow x':>12}")
     for r in rows:
         ratio = sf["mb_per_s"] / r["mb_per_s"]
-        print(f"{r['peer']:<11}{r['files']:>9}{r['mb']:>9.1f}{r['seconds']:>9.2f}{r['files_per_s']:>10.0f}"
+        print(f"{r['peer']:<13}{r['files']:>9}{r['mb']:>9.1f}{r['seconds']:>9.2f}{r['files_per_s']:>10.0f}"
               f"{r['mb_per_s']:>8.2f}{r['peak_rss_mb']:>12.0f}{r['removed']:>9}{ratio:>12.2f}")
     print("(s: from reading the Parquet to writing the kept rows, in the peer's process after its imports; "
           "StarFlow x = StarFlow MB/s / peer MB/s)")
