@@ -165,7 +165,7 @@ def _keep_ipv4(text: str, m: re.Match) -> bool:
     value = m.group()
     if value in POPULAR_DNS or not _is_public(value):
         return False
-    line_start = text.rfind("\n", 0, m.start()) + 1
+    line_start = max(text.rfind("\n", 0, m.start()) + 1, m.start() - 40)  # the words just before it
     if _VERSION_CONTEXT.search(text, line_start, m.start()):
         return False  # ``version = 2.31.0.1``, ``pkg==3.4.5.6``
     if _VERSION_SUFFIX.match(text, m.end()):
@@ -318,7 +318,7 @@ def _secrets_in_line(line: str, offset: int, path: str, config: PiiConfig, hash_
             for value in set(plugin.analyze_string(line)):
                 # n characters carry at most log2(n) bits each: skip values that cannot pass.
                 if math.log2(len(value)) > plugin.entropy_limit and plugin.calculate_shannon_entropy(value) > plugin.entropy_limit \
-                        and _is_key_like(value, line, hash_heavy):
+                        and _is_key_like(value, _around(line, value), hash_heavy):
                     found.extend(_located(line, offset, value, KEY, f"detect-secrets:{type(plugin).__name__}"))
     if "://" in line:
         for m in _URL_CREDENTIALS.finditer(line):
@@ -410,6 +410,13 @@ def _located(line: str, offset: int, value: str, kind: str, detector: str) -> li
         out.append(Finding(kind, offset + i, offset + i + len(value), value, detector))
         i = line.find(value, i + len(value))
     return out
+
+
+def _around(line: str, value: str, width: int = 120) -> str:
+    """The part of a line around a value: context rules look there, so that a
+    100 kB JSON line with many values is not rescanned whole for each one."""
+    i = max(line.find(value), 0)
+    return line[max(0, i - width) : i + len(value) + width]
 
 
 def _is_key_like(value: str, line: str, hash_heavy: _Lazy) -> bool:
