@@ -73,7 +73,7 @@ PRELOAD = (
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x10000000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 0x1, 0x2, 0x4, 0x20, 0x1000, 0x4000, 0x40000
 STDLIB_VIEW = "/tmp/.stdlib"
-PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
+PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER, PR_SET_CHILD_SUBREAPER = 38, 22, 2, 36
 SYS_LANDLOCK_CREATE_RULESET, SYS_LANDLOCK_ADD_RULE, SYS_LANDLOCK_RESTRICT_SELF = 444, 445, 446  # all arches
 NONCE_FD, MARKER_FD = 3, 4
 
@@ -182,6 +182,16 @@ def run_one(req: dict, caps: dict, uid: int) -> dict:
         return _forked_warden(req, caps, uid, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        _reap_orphans()
+
+
+def _reap_orphans() -> None:
+    """We are a child subreaper: killed orphans of a sample (no PID namespace) come back to us."""
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
 
 
 def _forked_warden(req: dict, caps: dict, uid: int, tmp: str) -> dict:
@@ -528,6 +538,7 @@ def main() -> None:
         __import__(name)
     gc.freeze()  # what exists now is never scanned again: fewer copy-on-write faults per fork
     caps = setup()
+    _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     # A fresh unprivileged uid per zygote: its RLIMIT_NPROC count and its files are its own.
     uid = 100_000 + secrets.randbelow(1 << 30)
     caps["uid"] = uid if caps["uid_drop"] else os.getuid()

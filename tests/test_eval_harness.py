@@ -145,6 +145,7 @@ def tiny_model(tmp_path_factory):
     return str(out)
 
 
+@pytest.mark.slow  # builds a tiny model: transformers' import and a BPE training dominate
 def test_generation_stops_at_stop_sequences_and_samples_reproducibly(tiny_model):
     from models.generate import generate
 

@@ -20,7 +20,7 @@ import pytest
 
 from ray_tasks.sandbox import Sandbox, SandboxLimits, isolation_report
 
-LIMITS = SandboxLimits(timeout_s=2.0, memory_mb=256, max_processes=16, output_cap_bytes=512, max_output_bytes=64 * 1024)
+LIMITS = SandboxLimits(timeout_s=1.0, memory_mb=256, max_processes=16, output_cap_bytes=512, max_output_bytes=64 * 1024)
 NO_HOOK = SandboxLimits(**{**LIMITS.__dict__, "audit_hook": False})
 CAPS = isolation_report()
 KERNEL_CONTAINS_KILLS = CAPS["pidns"] and CAPS["uid_drop"]
