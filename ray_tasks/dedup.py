@@ -186,6 +186,40 @@ def _repo_dedup(old_repos: pa.Table | None, new_repos: pa.Table) -> pa.Table:
 
 
 # --------------------------------------------------------------------------- the run
+@dataclass
+class _Batch:
+    """The new rows, as the steps below need them."""
+
+    table: pa.Table
+    prio: pa.Table
+    hashes: pa.Array
+    ids: np.ndarray
+
+
+@dataclass
+class _Repos:
+    table: pa.Table
+    kept_repo_of: dict
+    removed_new: np.ndarray
+    """Per new row: its repository has an identical, better twin."""
+    removed_old: np.ndarray
+    """Per indexed row, after this batch."""
+
+
+@dataclass
+class _Pick:
+    """The members of every component this batch touched, best first within each component."""
+
+    members: np.ndarray
+    labels: np.ndarray
+    order: np.ndarray
+    kept: np.ndarray
+    reason: np.ndarray
+    detail: list
+    names: list
+    paths: list
+
+
 def dedup(table: pa.Table, index_dir: str | Path, cfg: DedupConfig = DedupConfig(), use_ray: bool = False,
           origin: str = "input", progress: Callable[[str, int, int], None] | None = None) -> DedupResult:
     """Deduplicate ``table`` against itself and against the index at ``index_dir`` (created if absent).
@@ -195,166 +229,168 @@ def dedup(table: pa.Table, index_dir: str | Path, cfg: DedupConfig = DedupConfig
     if table.num_rows == 0:
         raise ValueError(f"{origin}: no rows to deduplicate")
     root = Path(index_dir)
-    mh = cfg.minhash
-    meta = ix.load_meta(root, mh, cfg.plan.num_partitions)
+    meta = ix.load_meta(root, cfg.minhash, cfg.plan.num_partitions)
     plan = LshPlan(cfg.plan.batch_size, cfg.plan.batch_bytes, meta.num_partitions)  # an index keeps its partitioning
-    n_old, n_new = meta.n_docs, table.num_rows
+    n_old = meta.n_docs
     state = ix.read_state(root, meta)
     old_docs = ix.read_docs(root, meta, columns=["content_hash", *PRIORITY_SCHEMA.names]) if n_old else None
-
     prio = priority_table(table)
-    hashes = content_hashes(table)
-    names, paths, hash_list = prio.column("repo_name").to_pylist(), prio.column("path").to_pylist(), hashes.to_pylist()
+    batch = _Batch(table, prio, content_hashes(table), np.arange(n_old, n_old + table.num_rows, dtype=np.int64))
 
-    # 1. repositories with identical trees
-    trees = repo_trees(names, paths, hash_list)
-    new_repos = _repo_priority(prio)
-    new_repos = pa.table({**{c: new_repos.column(c) for c in PRIORITY_SCHEMA.names},
-                          "tree": pa.array([trees[r] for r in new_repos.column("repo_name").to_pylist()], pa.string()),
-                          "removed": pa.array([False] * new_repos.num_rows),
-                          "kept_repo": pa.array([None] * new_repos.num_rows, pa.string())}, schema=REPOS_SCHEMA)
-    old_repos = ix.read_repos(root, meta)
-    repos = _repo_dedup(old_repos, new_repos) if new_repos.num_rows else (old_repos or new_repos)
-    # Rows of old repositories come first: a new batch may reuse a repository name.
-    n_old_repos = old_repos.num_rows if old_repos is not None else 0
-    rnames = repos.column("repo_name").to_pylist()
-    rremoved = repos.column("removed").to_numpy(zero_copy_only=False)
-    kept_repo_of = dict(zip(rnames, repos.column("kept_repo").to_pylist()))
-    removed_new_repos = {r for r, x in zip(rnames[n_old_repos:], rremoved[n_old_repos:]) if x}
-    repo_removed_new = np.array([r in removed_new_repos for r in names], bool)
-    repo_removed_old = state["repo_removed"].copy()
-    if n_old_repos:
-        was = old_repos.column("removed").to_numpy(zero_copy_only=False)
-        newly = [r for r, a, b in zip(rnames[:n_old_repos], was, rremoved[:n_old_repos]) if b and not a]
-        if newly:
-            repo_removed_old |= pc.is_in(old_docs.column("repo_name"), pa.array(newly, pa.string())).to_numpy(zero_copy_only=False)
-    changed_old = np.flatnonzero(repo_removed_old != state["repo_removed"])
-
-    # 2. exact content: each new document links to the first copy of its content (old or new)
-    new_ids = np.arange(n_old, n_old + n_new, dtype=np.int64)
-    edges = []
-    if n_old:
-        pos_old = _index_in(hashes, old_docs.column("content_hash"))
-        in_old = pos_old >= 0
-    else:
-        pos_old, in_old = np.full(n_new, -1, np.int64), np.zeros(n_new, bool)
-    edges.append(np.stack([new_ids[in_old], pos_old[in_old]], axis=1))
-    first_new = _index_in(hashes, hashes)
-    dup_new = (first_new != np.arange(n_new)) & ~in_old
-    edges.append(np.stack([new_ids[dup_new], n_old + first_new[dup_new]], axis=1))
-    needs_sig = ~in_old & ~dup_new
-
-    # 3. MinHash LSH on one document per new content
-    seg_name = ix.segment_name(meta)
-    seg_tmp = root / f".{seg_name}.tmp"
+    repos = _repositories(batch, ix.read_repos(root, meta), old_docs, state)
+    exact, needs_sig = _exact_edges(batch, old_docs)
+    seg_tmp = root / f".{ix.segment_name(meta)}.tmp"
     ix.ensure_clean(seg_tmp)
     sig_rows = np.flatnonzero(needs_sig)
-    old_segs = [root / s.name for s in meta.segments]
-    lsh = near_duplicate_edges(table.column("content"), sig_rows, new_ids[sig_rows], seg_tmp, old_segs, mh, plan,
-                               use_ray, progress)
-    edges.append(lsh)
-    all_edges = np.concatenate(edges).astype(np.int64) if edges else np.zeros((0, 2), np.int64)
+    lsh = near_duplicate_edges(table.column("content"), sig_rows, batch.ids[sig_rows], seg_tmp,
+                               [root / s.name for s in meta.segments], cfg.minhash, plan, use_ray, progress)
 
-    # 4. components: old labels plus the new edges
-    parent = np.concatenate([state["label"], new_ids])
-    labels = connected_labels(parent, all_edges)
-    repo_removed = np.concatenate([repo_removed_old, repo_removed_new])
+    labels = connected_labels(np.concatenate([state["label"], batch.ids]), np.concatenate([exact, lsh]))
+    changed_old = np.flatnonzero(repos.removed_old != state["repo_removed"])
     touched = np.unique(np.concatenate([labels[n_old:], labels[changed_old]]))
+    repo_removed = np.concatenate([repos.removed_old, repos.removed_new])
+    pick = _pick(labels, touched, repo_removed, batch, old_docs, n_old, repos.kept_repo_of)
+    kept_all = np.concatenate([state["kept"], np.zeros(table.num_rows, bool)])
+    kept_all[pick.members] = pick.kept
+
+    result = _outputs(batch, pick, state, n_old, kept_all[n_old:])
+    _commit(root, meta, seg_tmp, batch, {"label": labels, "kept": kept_all, "repo_removed": repo_removed}, repos.table)
+    reasons = result.rejected.column("reason").to_numpy(zero_copy_only=False)
+    counts = {r: int(np.sum(reasons == r)) for r in ("exact_duplicate_repo", "exact_duplicate", "near_duplicate")}
+    sizes = np.bincount(np.searchsorted(touched, pick.labels), minlength=len(touched))
+    result.stats = {
+        "files_in": table.num_rows,
+        "files_kept": result.kept.num_rows,
+        "exact_removed": counts["exact_duplicate_repo"] + counts["exact_duplicate"],
+        "exact_repo_removed": counts["exact_duplicate_repo"],
+        "near_removed": counts["near_duplicate"],
+        "superseded_in_index": result.superseded.num_rows,
+        "signatures_computed": int(len(sig_rows)),
+        "lsh_edges": int(len(lsh)),
+        "clusters": int(np.sum(sizes > 1)),
+        "largest_cluster": int(sizes.max()) if len(sizes) else 0,
+        "index_docs": int(n_old + table.num_rows),
+    }
+    return result
+
+
+def _repositories(batch: _Batch, old_repos: pa.Table | None, old_docs: pa.Table | None, state: dict) -> _Repos:
+    """Repository-level exact dedup of the new repositories against each other and the indexed ones."""
+    names = batch.prio.column("repo_name").to_pylist()
+    trees = repo_trees(names, batch.prio.column("path").to_pylist(), batch.hashes.to_pylist())
+    new = _repo_priority(batch.prio)
+    new = pa.table({**{c: new.column(c) for c in PRIORITY_SCHEMA.names},
+                    "tree": pa.array([trees[r] for r in new.column("repo_name").to_pylist()], pa.string()),
+                    "removed": pa.array([False] * new.num_rows),
+                    "kept_repo": pa.array([None] * new.num_rows, pa.string())}, schema=REPOS_SCHEMA)
+    repos = _repo_dedup(old_repos, new)
+    # Rows of indexed repositories come first: a new batch may reuse a repository name.
+    n_old = old_repos.num_rows if old_repos is not None else 0
+    rnames = repos.column("repo_name").to_pylist()
+    rremoved = repos.column("removed").to_numpy(zero_copy_only=False)
+    removed_new = {r for r, x in zip(rnames[n_old:], rremoved[n_old:]) if x}
+    removed_old = state["repo_removed"].copy()
+    if n_old:
+        was = old_repos.column("removed").to_numpy(zero_copy_only=False)
+        newly = [r for r, a, b in zip(rnames[:n_old], was, rremoved[:n_old]) if b and not a]
+        if newly:
+            removed_old |= pc.is_in(old_docs.column("repo_name"), pa.array(newly, pa.string())).to_numpy(zero_copy_only=False)
+    return _Repos(repos, dict(zip(rnames, repos.column("kept_repo").to_pylist())),
+                  np.array([r in removed_new for r in names], bool), removed_old)
+
+
+def _exact_edges(batch: _Batch, old_docs: pa.Table | None) -> tuple[np.ndarray, np.ndarray]:
+    """(edges from each new file to the first copy of its content, rows that still need a signature)."""
+    n_new, n_old = len(batch.ids), int(batch.ids[0])
+    pos_old = _index_in(batch.hashes, old_docs.column("content_hash")) if old_docs is not None else np.full(n_new, -1)
+    in_old = pos_old >= 0
+    first_new = _index_in(batch.hashes, batch.hashes)
+    dup_new = (first_new != np.arange(n_new)) & ~in_old
+    edges = np.concatenate([np.stack([batch.ids[in_old], pos_old[in_old]], axis=1),
+                            np.stack([batch.ids[dup_new], n_old + first_new[dup_new]], axis=1)]).astype(np.int64)
+    return edges, ~in_old & ~dup_new
+
+
+def _pick(labels: np.ndarray, touched: np.ndarray, repo_removed: np.ndarray, batch: _Batch,
+          old_docs: pa.Table | None, n_old: int, kept_repo_of: dict) -> _Pick:
+    """The best member of each touched component survives; files of removed repositories never do.
+
+    A removed file is an exact duplicate when a better copy of its content is in its
+    component, a near duplicate otherwise (the best copy of each content is the one that
+    "exact, then near" dedup would have compared)."""
     members = np.flatnonzero(np.isin(labels, touched))
     old_m, new_m = members[members < n_old], members[members >= n_old] - n_old
-
-    # 5. the best member of each touched component survives; repositories removed above never do
     mprio = pa.concat_tables([
-        old_docs.select(PRIORITY_SCHEMA.names).take(pa.array(old_m, pa.int64())) if n_old else prio.slice(0, 0),
-        prio.take(pa.array(new_m, pa.int64())),
+        old_docs.select(PRIORITY_SCHEMA.names).take(pa.array(old_m, pa.int64())) if n_old else batch.prio.slice(0, 0),
+        batch.prio.take(pa.array(new_m, pa.int64())),
     ])
-    mhash = np.concatenate([old_docs.column("content_hash").to_numpy(zero_copy_only=False)[old_m] if n_old else np.array([], object),
-                            np.asarray(hash_list, dtype=object)[new_m]])
-    mlabel = labels[members]
-    mremoved = repo_removed[members]
+    mhash = np.concatenate([
+        old_docs.column("content_hash").to_numpy(zero_copy_only=False)[old_m] if n_old else np.array([], object),
+        batch.hashes.to_numpy(zero_copy_only=False)[new_m]])
+    mlabel, mremoved = labels[members], repo_removed[members]
     order = best_first(mprio)
-    # stable regroup: by label, eligible before repo-removed, then priority
-    order = order[np.lexsort((mremoved[order], mlabel[order]))]
+    order = order[np.lexsort((mremoved[order], mlabel[order]))]  # by component, eligible first, then priority
     lab_sorted = mlabel[order]
-    first_in_comp = np.concatenate([[True], lab_sorted[1:] != lab_sorted[:-1]]) if len(order) else np.zeros(0, bool)
-    kept_member = np.zeros(len(members), bool)
-    kept_member[order[first_in_comp]] = True
-    kept_member &= ~mremoved
-    winner_of_label = dict(zip(lab_sorted[first_in_comp].tolist(), order[first_in_comp].tolist()))
-    # exact vs near: the best copy of each content hash inside a component is its "representative"
-    rep = np.zeros(len(members), bool)
+    first = np.concatenate([[True], lab_sorted[1:] != lab_sorted[:-1]]) if len(order) else np.zeros(0, bool)
+    kept = np.zeros(len(members), bool)
+    kept[order[first]] = True
+    kept &= ~mremoved
+    winner = dict(zip(lab_sorted[first].tolist(), order[first].tolist()))
+    best_copy = np.zeros(len(members), bool)
     seen: set[tuple[int, str]] = set()
     for i in order.tolist():
         key = (int(mlabel[i]), mhash[i])
         if key not in seen and not mremoved[i]:
             seen.add(key)
-            rep[i] = True
-
-    kept_all = np.concatenate([state["kept"], np.zeros(n_new, bool)])
-    kept_all[members] = kept_member
-    m_names = mprio.column("repo_name").to_pylist()
-    m_paths = mprio.column("path").to_pylist()
-    reason = np.where(kept_member, "kept", np.where(mremoved, "exact_duplicate_repo", np.where(rep, "near_duplicate", "exact_duplicate")))
+            best_copy[i] = True
+    reason = np.where(kept, "kept", np.where(mremoved, "exact_duplicate_repo",
+                                             np.where(best_copy, "near_duplicate", "exact_duplicate")))
+    names, paths = mprio.column("repo_name").to_pylist(), mprio.column("path").to_pylist()
     detail = []
     for i in range(len(members)):
-        w = winner_of_label[int(mlabel[i])]
-        detail.append(f"{m_names[w]}/{m_paths[w]}" if not mremoved[i] else kept_repo_of.get(m_names[i]))
+        w = winner[int(mlabel[i])]
+        detail.append(kept_repo_of.get(names[i]) if mremoved[i] else f"{names[w]}/{paths[w]}")
+    return _Pick(members, mlabel, order, kept, reason, detail, names, paths)
 
-    # 6. outputs
-    is_new = members >= n_old
-    new_kept = kept_all[n_old:]
-    kept_tbl = table.filter(pa.array(new_kept))
-    rej_rows = np.flatnonzero(is_new & ~kept_member)
-    rej_input_rows = members[rej_rows] - n_old
-    rejected = _rejected(table, rej_input_rows, reason[rej_rows], [detail[i] for i in rej_rows], hashes)
-    old_member = ~is_new
-    was_kept = np.zeros(len(members), bool)
-    was_kept[old_member] = state["kept"][members[old_member]]
-    sup = np.flatnonzero(was_kept & ~kept_member)
-    superseded = pa.table({"repo_name": pa.array([m_names[i] for i in sup], pa.string()),
-                           "path": pa.array([m_paths[i] for i in sup], pa.string()),
-                           "reason": pa.array(reason[sup].tolist(), pa.string()),
-                           "detail": pa.array([detail[i] for i in sup], pa.string())})
-    comp = np.searchsorted(touched, mlabel)
-    sizes = np.bincount(comp, minlength=len(touched))
-    cl = order[sizes[comp[order]] > 1]  # by cluster, the kept member first
-    clusters = pa.table({"cluster_id": pa.array(mlabel[cl], pa.int64()),
-                         "repo_name": pa.array([m_names[i] for i in cl], pa.string()),
-                         "path": pa.array([m_paths[i] for i in cl], pa.string()),
-                         "kept": pa.array(kept_member[cl]), "reason": pa.array(reason[cl].tolist(), pa.string()),
+
+def _outputs(batch: _Batch, pick: _Pick, state: dict, n_old: int, new_kept: np.ndarray) -> DedupResult:
+    is_new = pick.members >= n_old
+    rej = np.flatnonzero(is_new & ~pick.kept)
+    rejected = _rejected(batch.table, pick.members[rej] - n_old, pick.reason[rej], [pick.detail[i] for i in rej],
+                         batch.hashes)
+    was_kept = np.zeros(len(pick.members), bool)
+    was_kept[~is_new] = state["kept"][pick.members[~is_new]]
+    sup = np.flatnonzero(was_kept & ~pick.kept)
+    superseded = pa.table({"repo_name": pa.array([pick.names[i] for i in sup], pa.string()),
+                           "path": pa.array([pick.paths[i] for i in sup], pa.string()),
+                           "reason": pa.array(pick.reason[sup].tolist(), pa.string()),
+                           "detail": pa.array([pick.detail[i] for i in sup], pa.string())})
+    _, comp, sizes = np.unique(pick.labels, return_inverse=True, return_counts=True)
+    cl = pick.order[sizes[comp[pick.order]] > 1]  # by cluster, the kept member first
+    clusters = pa.table({"cluster_id": pa.array(pick.labels[cl], pa.int64()),
+                         "repo_name": pa.array([pick.names[i] for i in cl], pa.string()),
+                         "path": pa.array([pick.paths[i] for i in cl], pa.string()),
+                         "kept": pa.array(pick.kept[cl]), "reason": pa.array(pick.reason[cl].tolist(), pa.string()),
                          "new": pa.array(is_new[cl])}, schema=CLUSTER_SCHEMA)
+    return DedupResult(batch.table.filter(pa.array(new_kept)), rejected, clusters, superseded, {})
 
-    # 7. commit the index: segment, state, repositories, then meta.json
-    docs = pa.table({"id": pa.array(new_ids), "content_hash": hashes,
-                     **{c: prio.column(c) for c in PRIORITY_SCHEMA.names}})
+
+def _commit(root: Path, meta: ix.IndexMeta, seg_tmp: Path, batch: _Batch, state: dict, repos: pa.Table) -> None:
+    """Index update: the new segment, the state and repositories under new names, then meta.json."""
+    docs = pa.table({"id": pa.array(batch.ids), "content_hash": batch.hashes,
+                     **{c: batch.prio.column(c) for c in PRIORITY_SCHEMA.names}})
     ix.write_docs(seg_tmp, docs)
+    seg_name = ix.segment_name(meta)
     seg_final = root / seg_name
     if seg_final.exists():
         shutil.rmtree(seg_final)
     seg_tmp.rename(seg_final)
     k = len(meta.segments) + 1
-    ix.write_state(root, {"label": labels, "kept": kept_all, "repo_removed": repo_removed}, k)
+    ix.write_state(root, state, k)
     ix.write_repos(root, repos, k)
-    meta.segments.append(ix.Segment(seg_name, n_old, n_new))
+    meta.segments.append(ix.Segment(seg_name, int(batch.ids[0]), len(batch.ids)))
     ix.save_meta(root, meta)
     ix.drop_stale(root, meta)
-
-    counts = {r: int(np.sum(rejected.column("reason").to_numpy(zero_copy_only=False) == r))
-              for r in ("exact_duplicate_repo", "exact_duplicate", "near_duplicate")}
-    stats = {
-        "files_in": n_new,
-        "files_kept": kept_tbl.num_rows,
-        "exact_removed": counts["exact_duplicate_repo"] + counts["exact_duplicate"],
-        "exact_repo_removed": counts["exact_duplicate_repo"],
-        "near_removed": counts["near_duplicate"],
-        "superseded_in_index": superseded.num_rows,
-        "signatures_computed": int(len(sig_rows)),
-        "lsh_edges": int(len(lsh)),
-        "clusters": int(np.sum(sizes > 1)),
-        "largest_cluster": int(sizes.max()) if len(sizes) else 0,
-        "index_docs": int(n_old + n_new),
-    }
-    return DedupResult(kept_tbl, rejected, clusters, superseded, stats)
 
 
 def _index_in(values: pa.Array, value_set: pa.Array) -> np.ndarray:
