@@ -15,7 +15,9 @@ The work is a map/reduce that runs the same with or without Ray:
    the J <= 0.6 side would miss the 0.95 target (measured in the tests and benchmark).
 4. ``connected_labels``: union-find over the verified edges.
 
-The driver only sees edges (pairs that really are candidates), never the buckets.
+The driver only sees edges (pairs that really are candidates), never the buckets. Map and
+reduce tasks write the segment files themselves, so the index folder must be visible to every
+Ray worker: always true on a local Ray, a shared filesystem on a multi-node cluster.
 """
 
 from __future__ import annotations
