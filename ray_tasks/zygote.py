@@ -91,7 +91,7 @@ def _write(path: str, text: str) -> None:
         fh.write(text)
 
 
-def setup() -> dict:
+def setup(uid: int) -> dict:
     """Namespaces shared by all samples of this zygote; returns what took effect."""
     caps = {"root": os.geteuid() == 0, "userns": False, "netns": False, "mountns": False}
     uid, gid = os.getuid(), os.getgid()
@@ -117,9 +117,23 @@ def setup() -> dict:
         caps["pidns"] = False
     caps["landlock_abi"] = max(0, _libc.syscall(SYS_LANDLOCK_CREATE_RULESET, None, 0, 1))
     caps["seccomp"] = _probe_seccomp()
-    caps["uid_drop"] = caps["root"]
+    caps["uid_drop"] = caps["root"] and _probe_setuid(uid)
     caps["stdlib_view"] = caps["uid_drop"] and caps["mountns"] and _stdlib_view()
     return caps
+
+
+def _probe_setuid(uid: int) -> bool:
+    """Root without CAP_SETUID (some containers) cannot hand samples a uid of their own."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            os._exit(0)
+        except OSError:
+            os._exit(1)
+    return os.waitpid(pid, 0)[1] == 0
 
 
 def _stdlib_view() -> bool:
@@ -181,17 +195,48 @@ def run_one(req: dict, caps: dict, uid: int) -> dict:
             return _warden(req, caps, uid, tmp, _fresh_pidns if caps["pidns"] else lambda: False)
         return _forked_warden(req, caps, uid, tmp)
     finally:
+        _kill_children()
         shutil.rmtree(tmp, ignore_errors=True)
-        _reap_orphans()
 
 
-def _reap_orphans() -> None:
-    """We are a child subreaper: killed orphans of a sample (no PID namespace) come back to us."""
+def _kill_children() -> None:
+    """Kill and reap every child we still have once a sample is over.
+
+    The zygote is a child subreaper, so whatever a sample left running (a setsid daemon, a
+    double fork) is re-parented to us as soon as its parent dies, namespaces or not: the
+    loop kills our children until none are left. With a PID namespace they are already dead."""
+    for _ in range(1000):
+        _reap()
+        kids = _children()
+        if not kids:
+            return
+        for kid in kids:
+            _kill(kid)
+
+
+def _reap() -> None:
     try:
         while os.waitpid(-1, os.WNOHANG)[0] > 0:
             pass
     except ChildProcessError:
         pass
+
+
+def _children() -> list[int]:
+    me = os.getpid()
+    try:
+        with open(f"/proc/{me}/task/{me}/children") as fh:
+            return [int(x) for x in fh.read().split()]
+    except OSError:  # kernel without CONFIG_PROC_CHILDREN: scan every process's parent
+        kids = []
+        for entry in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    if entry.isdigit() and int(fh.read().rsplit(")", 1)[1].split()[1]) == me:
+                        kids.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+        return kids
 
 
 def _forked_warden(req: dict, caps: dict, uid: int, tmp: str) -> dict:
@@ -537,10 +582,10 @@ def main() -> None:
     for name in PRELOAD:
         __import__(name)
     gc.freeze()  # what exists now is never scanned again: fewer copy-on-write faults per fork
-    caps = setup()
-    _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     # A fresh unprivileged uid per zygote: its RLIMIT_NPROC count and its files are its own.
     uid = 100_000 + secrets.randbelow(1 << 30)
+    caps = setup(uid)
+    _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     caps["uid"] = uid if caps["uid_drop"] else os.getuid()
     _write_frame(1, caps)
     while (req := _read_frame(0)) is not None:

@@ -257,19 +257,24 @@ def test_executor_death_fails_the_sample_and_recovers():
 @pytest.mark.parametrize("mode", ["warden", "off"])
 def test_fallbacks_give_the_same_verdicts_and_clean_up(mode):
     """"warden": where the zygote cannot reset its PID namespace (user namespaces); "off": no PID
-    namespace at all, where leftovers die by process group and, as root, by a sweep of the uid."""
+    namespace at all, where leftovers die because the zygote, a child subreaper, kills its children."""
     with Sandbox(LIMITS, pidns=mode) as sb:
         if mode == "warden" and sb.isolation["pidns"] != "warden":
             pytest.skip("no PID namespaces here")
-        if mode == "off" and not sb.isolation["uid_drop"]:
-            pytest.skip("without a PID namespace only the uid sweep (root) catches setsid daemons")
         pid_one = "import os\nassert os.getpid() == 1" if mode == "warden" else "import os\nassert os.getpid() != 1"
         assert sb.run(pid_one).status == "passed"
         assert sb.run("import os\nos._exit(0)").status == "failed"
         assert sb.run("while True:\n    pass").status == "timeout"
-        daemon = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n"
-        assert sb.run(daemon).status == "passed"
+        daemon = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+                  "        print('daemon', os.getpid(), flush=True)\n        time.sleep(60)\n    os._exit(0)\n"
+                  "time.sleep(0.3)\n")
+        res = sb.run(daemon)
+        assert res.status == "passed"
         _no_leftovers(sb)
+        if mode == "off":  # host pids: the daemon itself is gone (or a zombie about to be reaped)
+            pid = int(res.output_tail.split("daemon")[1].split()[0])
+            time.sleep(0.2)
+            assert not Path(f"/proc/{pid}").exists() or "State:\tZ" in Path(f"/proc/{pid}/status").read_text()
 
 
 @pytest.mark.slow
