@@ -281,6 +281,7 @@ def run_peer(name: str, data: Path, workers: int, limit: int | None, mb_total: f
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(out / "stderr.log", "w"), text=True, env=env, cwd=ROOT)
     peak = 0
+    cpu: dict[int, float] = {}  # pid -> user+system seconds, last sample while alive
     stop = threading.Event()
 
     def sample():
@@ -290,6 +291,12 @@ def run_peer(name: str, data: Path, workers: int, limit: int | None, mb_total: f
             try:
                 tree = [p] + p.children(recursive=True)
                 peak = max(peak, sum(_rss(c) for c in tree))
+                for c in tree:
+                    try:
+                        t = c.cpu_times()
+                        cpu[c.pid] = t.user + t.system
+                    except psutil.Error:
+                        pass
             except psutil.Error:
                 pass
             stop.wait(0.05)
@@ -308,7 +315,7 @@ def run_peer(name: str, data: Path, workers: int, limit: int | None, mb_total: f
     files, mb = res["files"], res["mb"]
     seconds = res["seconds"]
     return {"peer": name, **res, "mb": mb, "wall_s": wall, "files_per_s": files / seconds,
-            "mb_per_s": mb / seconds, "peak_rss_mb": peak / 2**20}
+            "mb_per_s": mb / seconds, "peak_rss_mb": peak / 2**20, "cpu_s": sum(cpu.values())}
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -329,13 +336,15 @@ def print_table(rows: list[dict], title: str) -> None:
     sf = next(r for r in rows if r["peer"] == "starflow")
     print(f"\n{title}")
     print(f"{'peer':<13}{'files':>9}{'MB':>9}{'s':>9}{'files/s':>10}{'MB/s':>8}{'peak RSS MB':>12}{'removed':>9}"
-          f"{'StarFlow x':>12}")
+          f"{'StarFlow x':>12}{'CPU s':>9}{'MB/CPU-s':>10}")
     for r in rows:
         ratio = sf["mb_per_s"] / r["mb_per_s"]
         print(f"{r['peer']:<13}{r['files']:>9}{r['mb']:>9.1f}{r['seconds']:>9.2f}{r['files_per_s']:>10.0f}"
-              f"{r['mb_per_s']:>8.2f}{r['peak_rss_mb']:>12.0f}{r['removed']:>9}{ratio:>12.2f}")
+              f"{r['mb_per_s']:>8.2f}{r['peak_rss_mb']:>12.0f}{r['removed']:>9}{ratio:>12.2f}"
+              f"{r['cpu_s']:>9.1f}{r['mb'] / max(r['cpu_s'], 1e-9):>10.2f}")
     print("(s: from reading the Parquet to writing the kept rows, in the peer's process after its imports; "
-          "StarFlow x = StarFlow MB/s / peer MB/s)")
+          "StarFlow x = StarFlow MB/s / peer MB/s; CPU s: user+system of the whole process tree over the whole "
+          "process, start-up included, sampled every 50 ms: less sensitive to other load on the machine)")
     print(f"StarFlow's Ray start-up (ray.init + {sf.get('workers', 2)} workers up) is apart: {sf['ray_start_s']:.1f} s; "
           f"counting it StarFlow runs at {sf['mb'] / (sf['seconds'] + sf['ray_start_s']):.2f} MB/s. Process wall times: "
           + ", ".join(f"{r['peer']} {r['wall_s']:.1f} s" for r in rows))
