@@ -190,7 +190,7 @@ def contamination_report(annotated: pa.Table, matcher: Matcher) -> pa.Table:
     if "reason" not in annotated.column_names:
         raise ValueError("contamination_report needs the annotated table (with a 'reason' column)")
     reasons = annotated.column("reason").to_pylist()
-    rows = annotated.take([i for i, r in enumerate(reasons) if r and r.startswith("contamination:")])
+    rows = annotated.take(pa.array([i for i, r in enumerate(reasons) if r and r.startswith("contamination:")], pa.int64()))
     out = {name: [] for name in REPORT_SCHEMA.names}
     for repo, path, sha, text in zip(*(rows.column(c).to_pylist() for c in ("repo_name", "path", "sha256", "content"))):
         item = matcher.find(text or "")

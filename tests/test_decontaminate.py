@@ -142,3 +142,10 @@ def test_cli_decontaminate(tmp_path, problems):
     assert [(r["path"], r["item_id"]) for r in report] == [("f1.py", "HumanEval/0")]
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert stats["files_contaminated"] == 1 and stats["contaminated_by_benchmark"] == {"humaneval": 1}
+
+
+def test_report_of_a_clean_table_is_empty(he_filter):
+    files = _files(["x = 1\n"])
+    annotated = files.append_column("reason", pa.array([None], pa.string()))
+    report = contamination_report(annotated, he_filter.matcher)
+    assert report.num_rows == 0 and "item_id" in report.column_names
