@@ -6,6 +6,7 @@ from prefect import flow, get_run_logger
 
 from flows import tracking
 from flows.config import Params
+from flows.curate_privacy import CONTAMINATION, SUMMARY_KEYS, privacy_filters, privacy_stats, redact_kept
 from flows.workspace import FILES, REJECTED, stage_dir
 from ray_tasks.curate import build_filters, split_annotated
 from ray_tasks.filters import apply_filters
@@ -22,15 +23,21 @@ def curate_flow(params: Params, parent_run_id: str | None = None) -> dict:
     cfg = params.curate
     with tracking.stage_run("curate", params, parent_run_id):
         files = read_table(stage_dir("dedup") / FILES)
+        privacy = privacy_filters(cfg, log)
         filters = build_filters(cfg.keep_license_types, cfg.drop_unknown_language, drop_vendor=cfg.drop_vendor,
+                                malware=privacy.malware, decontamination=privacy.decontamination,
                                 **cfg.quality.model_dump())
         with ray_running(params.ray.address, params.ray.num_cpus, params.ray.object_store_memory_mb):
             annotated = map_batches(files, apply_filters, cfg.batch_size, {"filters": filters})
-        kept, rejected = split_annotated(annotated)
-        stats = curation_stats(files, kept, rejected)
+            kept, rejected = split_annotated(annotated)
+            stats = curation_stats(files, kept, rejected)  # the filters' account, before redaction
+            kept, pii_counts = redact_kept(kept, cfg)  # PII in kept files, on the same Ray batches
+        extra, contamination = privacy_stats(annotated, privacy, pii_counts, kept)
+        stats.update(extra)
         with AtomicDir(stage_dir("curate")) as out:
             write_parquet_atomic(kept, out / FILES)
             write_parquet_atomic(rejected, out / REJECTED)
+            write_parquet_atomic(contamination, out / CONTAMINATION)
             write_json_atomic(stats, out / STATS)
         tracking.publish_metrics("curate", summary(stats), table_rows=table_rows(stats))
         publish_plots(stats, stage_dir("curate") / STATS)
@@ -43,6 +50,7 @@ def summary(stats: dict) -> dict:
     keys = ("files_in", "bytes_in", "files_kept", "bytes_kept", "files_rejected", "bytes_rejected", "kept_vendor_files")
     return {
         **{k: stats[k] for k in keys},
+        **{k: stats[k] for k in SUMMARY_KEYS if k in stats},
         "rejected_by_reason": {k: v["files"] for k, v in stats["rejected_by_reason"].items()},
         "kept_by_license_type": {k: v["files"] for k, v in stats["kept_by_license_type"].items()},
         "kept_by_language": {k: v["files"] for k, v in list(stats["kept_by_language"].items())[:20]},

@@ -35,6 +35,8 @@ def build_filters(
     html_min_text_fraction: float = 0.2,
     text_name_stems: Sequence[str] = ("readme", "notes", "todo", "description", "cmakelists"),
     drop_vendor: bool = False,
+    malware: Filter | None = None,
+    decontamination: Filter | None = None,
 ) -> list[Filter]:
     """The Stack v2's filters in order (keyword names = ``curate`` / ``curate.quality`` params)."""
     steps: list[Filter] = [LicenseFilter(list(keep_license_types))]
@@ -51,6 +53,8 @@ def build_filters(
         TextNameFilter(tuple(text_name_stems)),
         HtmlFilter(html_min_text_chars, html_min_text_fraction),
     ]
+    # The paper's last cuts (§8, §9): flagged by a malware scanner, or holding benchmark text.
+    steps += [f for f in (malware, decontamination) if f is not None]
     return steps
 
 

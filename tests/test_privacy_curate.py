@@ -110,3 +110,65 @@ def test_steps_built_from_params_and_their_stats(tmp_path):
     assert redact_kept(kept, off)[1]["pii_files"] == 0
     with pytest.raises(ValueError, match="no benchmark strings"):
         privacy_filters(CurateParams.model_validate({"decontamination": {"humaneval": False}}))
+
+
+@pytest.mark.slow
+def test_curate_stage_drops_malware_and_contamination_and_redacts(tmp_path):
+    """`starflow stage ingest/dedup/curate` in a fresh workspace: the stats carry every count."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+    import yaml
+
+    from conftest import MIT
+    from flows.config import parse_params
+
+    if not shutil.which("clamscan"):
+        if os.environ.get("CI"):
+            pytest.fail("clamscan is not installed but CI is set")
+        pytest.skip("clamscan not installed (apt-get install clamav)")
+    root = Path(__file__).resolve().parents[1]
+    ws = tmp_path / "ws"
+    repo = ws / "corpus" / "app"
+    (repo / "pkg").mkdir(parents=True)
+    (repo / "LICENSE").write_text(MIT)
+    (repo / "pkg" / "settings.py").write_text(
+        '"""Settings for the service that sends the daily report to the team."""\n\n'
+        'ADMIN_EMAIL = "ops@northwind-logistics.com"\nUPSTREAM_SERVER = "54.23.11.190"\n'
+        'AWS_ACCESS_KEY_ID = "AKIAQW7B3PDKHX4PY8GP"\nDATABASE_PASSWORD = "Tr0ub4dor&3horse"\n')
+    (repo / "pkg" / "dropper.py").write_text(f'"""Looks like a helper module for the report."""\n\npayload = "{PLANTED}"\n')
+    (repo / "pkg" / "eicar.py").write_text(f'"""Looks like a test fixture for the report."""\n\nDATA = {EICAR!r}\n')
+    prompt = load_problems(3)[2].prompt
+    (repo / "pkg" / "copied.py").write_text(prompt.replace("    ", "  ").upper() + "  RETURN NUMBER % 1.0\n")
+    (repo / "pkg" / "clean.py").write_text('"""A clean module about numbers."""\n\n\ndef truncate_number(x):\n    return int(x)\n')
+    (ws / "sigs.ndb").write_text(f"StarFlow.Test.Planted:0:*:{PLANTED.encode().hex()}\n")
+    (ws / "rules.yar").write_text('rule EICAR_test_file { strings: $a = "EICAR-STANDARD-ANTIVIRUS-TEST-FILE" condition: $a }\n')
+    params = {
+        "ingest": {"sources": [{"kind": "directory", "path": "corpus"}]},
+        "curate": {"malware": {"clamav_database": "sigs.ndb", "yara_rules": ["rules.yar"]}},
+        "ray": {"num_cpus": 2, "object_store_memory_mb": 256},
+    }
+    (ws / "params.yaml").write_text(yaml.safe_dump(parse_params(params).model_dump(mode="json"), sort_keys=False))
+    shutil.copy2(root / "dvc.yaml", ws / "dvc.yaml")
+    env = {**os.environ, "PREFECT_HOME": str(ws / ".prefect-home"), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    starflow = str(Path(sys.executable).parent / "starflow")
+    for cmd in (["init"], ["stage", "ingest"], ["stage", "dedup"], ["stage", "curate"]):
+        proc = subprocess.run([starflow, *cmd], cwd=ws, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, f"{cmd}:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    stats = json.loads((ws / "data" / "curate" / "stats.json").read_text())
+    assert stats["files_malware"] == 2 and sorted(stats["malware_scanners"]) == ["clamav", "yara"]
+    assert stats["files_contaminated"] == 1 and stats["contaminated_by_benchmark"] == {"humaneval": 1}
+    assert {k: stats[k] for k in ("pii_email", "pii_ip_address", "pii_key", "pii_password")} == \
+        {"pii_email": 1, "pii_ip_address": 1, "pii_key": 1, "pii_password": 1}
+    metrics = json.loads((ws / "metrics" / "curate.json").read_text())
+    assert metrics["files_malware"] == 2 and metrics["pii_key"] == 1 and metrics["files_contaminated"] == 1
+    kept = {r["path"]: r["content"] for r in pq.read_table(ws / "data" / "curate" / "files.parquet").to_pylist()}
+    assert set(kept) >= {"pkg/settings.py", "pkg/clean.py"} and not set(kept) & {"pkg/dropper.py", "pkg/eicar.py", "pkg/copied.py"}
+    assert "<EMAIL>" in kept["pkg/settings.py"] and "AKIAQW7B3PDKHX4PY8GP" not in kept["pkg/settings.py"]
+    report = pq.read_table(ws / "data" / "curate" / "contamination.parquet").to_pylist()
+    assert [(r["path"], r["item_id"]) for r in report] == [("pkg/copied.py", "HumanEval/2")]
