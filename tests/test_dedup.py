@@ -3,6 +3,8 @@ import random
 import re
 
 import numpy as np
+from pathlib import Path
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -151,7 +153,11 @@ def test_identical_repositories_are_removed_whole(tmp_path):
 
 # --------------------------------------------------------------------------- incremental
 def _corpus(n, seed):
-    return make_corpus(read_sources(limit=150, max_bytes=8 * 1024), n_files=n, seed=seed, files_per_repo=10,
+    # A pinned distribution's files, so the corpus is the same in every fresh environment.
+    import pygments
+
+    sources = read_sources(root=Path(pygments.__file__).parent, limit=150, max_bytes=8 * 1024)
+    return make_corpus(sources, n_files=n, seed=seed, files_per_repo=10,
                        near_fraction=0.3, exact_fraction=0.1, repo_clone_fraction=0.1)
 
 
