@@ -210,14 +210,12 @@ class EncodedDataFilter:
         n_chars = pc.utf8_length(content).to_numpy(zero_copy_only=False).astype(np.int64)
         covered = {kind: n_chars - pc.utf8_length(pc.replace_substring_regex(content, pattern, "")).to_numpy(
             zero_copy_only=False) for kind, pattern in ENCODED_PATTERNS.items()}
-        texts = None
         out: list[str | None] = []
         for i in range(len(n_chars)):
             reason = None
             for kind in ENCODED_PATTERNS:
                 if covered[kind][i] > self.max_match_chars:
-                    texts = texts if texts is not None else content
-                    if _longest_match(kind, texts[i].as_py()) > self.max_match_chars:
+                    if _longest_match(kind, content[i].as_py()) > self.max_match_chars:
                         reason = f"encoded_data:{kind}"
                         break
             if reason is None and sum(covered[k][i] for k in ENCODED_PATTERNS) > self.max_fraction * n_chars[i]:
@@ -310,11 +308,3 @@ def set_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
     if name in table.column_names:
         return table.set_column(table.column_names.index(name), name, values)
     return table.append_column(name, values)
-
-
-# Kept for callers of the skeleton's API.
-_set_column = set_column
-
-
-def add_language(batch: pa.Table) -> pa.Table:
-    return annotate(batch)

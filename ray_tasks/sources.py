@@ -334,7 +334,7 @@ def table_repositories(path: str | Path, fmt: str, columns: dict[str, str], max_
                 if k in meta:
                     meta_by_repo.setdefault(repo, {}).setdefault(k, meta[k])
     for repo, rows in by_repo.items():
-        rows = sorted(rows, key=lambda r: r.path)[:max_files] if max_files else sorted(rows, key=lambda r: r.path)
+        rows = sorted(rows, key=lambda r: r.path)[:max_files]  # max_files None: all
         meta = meta_by_repo.get(repo, {})
         gha = meta.get("gha_license_id")
         texts = {r.path: r.text for r in rows}
