@@ -38,13 +38,14 @@ def dedup_command(
     input: Annotated[Path, typer.Option("--input", "-i", help="Parquet file or folder of them (columns repo_name, path, content)")],
     output: Annotated[Path, typer.Option("--output", "-o", help="folder for kept.parquet, clusters.parquet, rejected.parquet")],
     index: Annotated[Path | None, typer.Option("--index", help="LSH index to deduplicate against and extend (created if absent); default OUTPUT/index, fresh")] = None,
-    use_ray: Annotated[bool, typer.Option("--ray/--no-ray", help="run the signature and bucket tasks on Ray")] = True,
+    executor: Annotated[str | None, typer.Option("--executor", help="auto | ray | local (default: params dedup.executor, auto: Ray from dedup.ray_min_mb of content)")] = None,
+    no_ray: Annotated[bool, typer.Option("--no-ray", help="same as --executor local")] = False,
     params_path: Annotated[Path, typer.Option("--params", help="params.yaml with the dedup section (defaults if absent)")] = Path("params.yaml"),
 ) -> None:
     """Exact + MinHash near-dedup of a Parquet table; prints {files_in, exact_removed, near_removed, ...}."""
     from flows.cli import console
-    from flows.dedup import dedup_config
-    from ray_tasks.dedup import dedup
+    from flows.dedup import dedup_config, executor_context
+    from ray_tasks.dedup import content_bytes, dedup
 
     try:
         params = load_params(params_path) if params_path.exists() else Params()
@@ -53,14 +54,15 @@ def dedup_command(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     cfg = dedup_config(params.dedup)
+    try:
+        use_ray, running = executor_context(params, content_bytes(table), "local" if no_ray else executor)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
 
     def run(index_dir: Path):
-        if not use_ray:
-            return dedup(table, index_dir, cfg, use_ray=False, origin=str(input))
-        from ray_tasks.ray_exec import ray_running
-
-        with ray_running(params.ray.address, params.ray.num_cpus, params.ray.object_store_memory_mb):
-            return dedup(table, index_dir, cfg, use_ray=True, origin=str(input))
+        with running:
+            return dedup(table, index_dir, cfg, use_ray=use_ray, origin=str(input))
 
     try:
         with AtomicDir(output) as out:
@@ -75,4 +77,4 @@ def dedup_command(
         raise typer.Exit(2) from None
     s = result.stats
     typer.echo(json.dumps({"files_in": s["files_in"], "exact_removed": s["exact_removed"], "near_removed": s["near_removed"],
-                           "files_kept": s["files_kept"], "superseded": s["superseded_in_index"], "clusters": s["clusters"]}))
+                           "files_kept": s["files_kept"], "superseded": s["superseded_in_index"], "clusters": s["clusters"], "ray": use_ray}))

@@ -8,6 +8,7 @@ copy in ``detail``), ``clusters.parquet`` (every member of every merged cluster)
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,7 +18,7 @@ from prefect import flow, get_run_logger
 from flows import tracking
 from flows.config import DedupParams, Params
 from flows.workspace import FILES, REJECTED, stage_dir
-from ray_tasks.dedup import DedupConfig, DedupResult, dedup
+from ray_tasks.dedup import DedupConfig, DedupResult, content_bytes, dedup, wants_ray
 from ray_tasks.minhash import MinHashConfig
 from ray_tasks.near_dedup import LshPlan
 from ray_tasks.ray_exec import ray_running
@@ -33,6 +34,14 @@ def dedup_config(p: DedupParams) -> DedupConfig:
                               threshold=p.threshold, seed=p.seed, min_tokens=p.min_tokens),
         plan=LshPlan(batch_size=p.batch_size, batch_bytes=p.batch_bytes, num_partitions=p.num_partitions),
     )
+
+
+def executor_context(params: Params, n_bytes: int, executor: str | None = None) -> tuple[bool, contextlib.AbstractContextManager]:
+    """(use Ray?, the context that starts and stops it when this run needs it)."""
+    use_ray = wants_ray(n_bytes, executor or params.dedup.executor, params.ray.address, params.dedup.ray_min_mb)
+    if not use_ray:
+        return False, contextlib.nullcontext()
+    return True, ray_running(params.ray.address, params.ray.num_cpus, params.ray.object_store_memory_mb)
 
 
 def largest_clusters(clusters: pa.Table, top: int = 10) -> list[dict]:
@@ -74,13 +83,17 @@ def dedup_flow(params: Params, parent_run_id: str | None = None) -> dict:
     with tracking.stage_run("dedup", params, parent_run_id):
         src = stage_dir("ingest") / FILES
         files = read_table(src)
-        with ray_running(params.ray.address, params.ray.num_cpus, params.ray.object_store_memory_mb):
+        n_bytes = content_bytes(files)
+        use_ray, running = executor_context(params, n_bytes)
+        log.info("dedup: %d files, %.1f MB, %s", files.num_rows, n_bytes / 2**20, "on Ray" if use_ray else "in this process")
+        with running:
             with AtomicDir(stage_dir("dedup")) as out:
                 # The index is built fresh inside the new output folder: a full run.
-                result = dedup(files, out / INDEX, dedup_config(params.dedup), use_ray=True, origin=str(src))
+                result = dedup(files, out / INDEX, dedup_config(params.dedup), use_ray=use_ray, origin=str(src))
                 write_outputs(result, out)
         stats = {
             **result.stats,
+            "used_ray": int(use_ray),
             "files_rejected": result.rejected.num_rows,
             "duplicate_fraction": result.rejected.num_rows / max(files.num_rows, 1),
             "rejected_by_reason": reason_counts(result.rejected),

@@ -131,6 +131,35 @@ def exact_dedup(table: pa.Table) -> tuple[pa.Table, pa.Table]:
     return kept, rejected
 
 
+# --------------------------------------------------------------------------- where to run
+def content_bytes(table: pa.Table) -> int:
+    """UTF-8 bytes of the ``content`` column."""
+    if table.num_rows == 0:
+        return 0
+    return int(pc.sum(pc.binary_length(pc.cast(table.column("content"), pa.large_binary()))).as_py() or 0)
+
+
+def wants_ray(n_bytes: int, executor: str = "auto", ray_address: str | None = None, ray_min_mb: float = 1024,
+              ray_up: bool | None = None) -> bool:
+    """Whether a run over ``n_bytes`` of content should use Ray.
+
+    Starting a local Ray takes 7-10 s, and on a 2-core machine Ray's own processes take
+    much of the second core: there one process is faster up to about 1 GB of content
+    (``ray_min_mb``). A cluster address, or a Ray that is already up (``ray_up``, checked
+    when None), makes Ray free to use."""
+    if executor not in ("auto", "ray", "local"):
+        raise ValueError(f"executor must be auto, ray or local, got {executor!r}")
+    if executor != "auto":
+        return executor == "ray"
+    if ray_address:
+        return True
+    if ray_up is None:
+        import ray
+
+        ray_up = ray.is_initialized()
+    return ray_up or n_bytes >= ray_min_mb * 2**20
+
+
 # --------------------------------------------------------------------------- helpers
 def validate_input(table: pa.Table, origin: str) -> None:
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]

@@ -37,13 +37,12 @@ from ray_tasks.minhash import MinHashConfig, band_keys, signatures
 class LshPlan:
     """How the work is cut: documents and bytes per map task, partitions of the bucket shuffle.
 
-    Batches are bounded in bytes because the vectorised shingling holds a few arrays of the
-    batch's size: batches of 1-4 MB ran fastest on the default corpus (cache-friendly),
-    and a batch of large files cannot exhaust memory; 2 MB keeps two workers evenly busy on
-    a corpus as small as the default one (18 MB)."""
+    Batches are bounded in bytes because the shingling holds a few arrays of the batch's
+    size, so a batch of large files cannot exhaust memory. 8 MB batches ran 1.25x faster than
+    2 MB ones on a 100k-file corpus, with or without Ray (fewer tasks, fewer round trips)."""
 
-    batch_size: int = 1000
-    batch_bytes: int = 2 * 1024 * 1024
+    batch_size: int = 4000
+    batch_bytes: int = 8 * 1024 * 1024
     num_partitions: int = 4
 
 
@@ -61,9 +60,22 @@ def batch_bounds(sizes: np.ndarray, plan: LshPlan) -> list[tuple[int, int]]:
 
 
 def _take(column: pa.ChunkedArray | pa.Array, rows: np.ndarray) -> pa.Array:
-    """The given rows as one compact array (only these bytes travel to a worker)."""
-    out = column.take(pa.array(rows, pa.int64()))
-    return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
+    """The given (ascending) rows as one compact array: only these bytes travel to a worker.
+
+    Taken chunk by chunk: ``ChunkedArray.take`` concatenates every chunk first, which made
+    each batch cost as much as the whole column (a 100k-file corpus read from two Parquet
+    files ran at 40% of the speed of the same corpus read from one)."""
+    if isinstance(column, pa.Array) or len(rows) == 0:
+        out = column.take(pa.array(rows, pa.int64()))
+        return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
+    ends = np.cumsum([len(c) for c in column.chunks])
+    starts = ends - np.array([len(c) for c in column.chunks])
+    first, last = np.searchsorted(ends, rows[0], side="right"), np.searchsorted(ends, rows[-1], side="right")
+    parts = []
+    for k in range(first, last + 1):
+        lo, hi = np.searchsorted(rows, [starts[k], ends[k]])
+        parts.append(column.chunk(k).take(pa.array(rows[lo:hi] - starts[k], pa.int64())))
+    return pa.concat_arrays(parts) if len(parts) > 1 else parts[0]
 
 
 def sign_batch(contents: pa.Array, ids: np.ndarray, batch_no: int, seg_dir: str, cfg: MinHashConfig,

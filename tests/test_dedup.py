@@ -8,10 +8,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import xxhash
 
 from ray_tasks.dedup import DedupConfig, dedup, exact_dedup
-from ray_tasks.minhash import MinHashConfig, _token_hashes, candidate_probability, exact_jaccard, signatures
+from ray_tasks.minhash import MinHashConfig, _token_hashes, candidate_probability, exact_jaccard, signatures, token_hash
 from ray_tasks.near_dedup import LshPlan, connected_labels
 from ray_tasks.near_dedup_corpus import jaccard_pairs, make_corpus, read_sources
 
@@ -73,7 +72,7 @@ def test_tokens_match_the_seeds_unicode_split():
     texts = ["", "a", "a  b..c", "(x)", "café — naïve “q” 日本語テキスト, 😀 end", "\u00a0nbsp\u2003em ½ ²", "x_y 1.5e3\r\n\tz"]
     th, doc = _token_hashes(pa.array(texts, pa.large_string()))
     for i, text in enumerate(texts):
-        expected = [xxhash.xxh3_64_intdigest(t.encode()) for t in re.split(r"\W", text.lower())]
+        expected = [token_hash(t.encode()) for t in re.split(r"\W", text.lower())]
         assert th[doc == i].tolist() == expected, text
 
 
@@ -221,6 +220,9 @@ def test_decisions_agree_with_exact_jaccard_on_real_code(tmp_path):
 # --------------------------------------------------------------------------- Ray, determinism, CLI
 def test_ray_and_local_runs_are_identical(tmp_path, ray_session):
     table = _corpus(200, seed=9)
+    # As read from several Parquet files: batches are cut across chunk boundaries.
+    table = pa.concat_tables([table.slice(0, 61), table.slice(61, 0), table.slice(61, 70), table.slice(131)])
+    assert table.column("content").num_chunks > 2
     local = dedup(table, tmp_path / "a", CFG, use_ray=False)
     again = dedup(table, tmp_path / "b", CFG, use_ray=False)
     on_ray = dedup(table, tmp_path / "c", CFG, use_ray=True)
@@ -254,9 +256,10 @@ def test_cli_dedup_writes_kept_and_clusters_then_extends_the_index(tmp_path):
     assert clusters.column_names[:4] == ["cluster_id", "repo_name", "path", "kept"]
     assert set(kept.column_names) >= {"repo_name", "path", "content", "planted"}
     res = runner.invoke(app, ["dedup", "--input", str(tmp_path / "new"), "--output", str(tmp_path / "out2"),
-                              "--index", str(tmp_path / "out" / "index"), "--no-ray", "--params", str(tmp_path / "none.yaml")])
+                              "--index", str(tmp_path / "out" / "index"), "--executor", "local", "--params", str(tmp_path / "none.yaml")])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout.strip().splitlines()[-1])["files_in"] == table.num_rows - half
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["files_in"] == table.num_rows - half and summary["ray"] is False
     assert (tmp_path / "out2" / "superseded.parquet").exists()
 
 
@@ -273,3 +276,19 @@ def test_cli_dedup_bad_input_names_the_file(tmp_path):
         assert res.exit_code == 2
         assert name in res.output and msg in " ".join(res.output.split())
     assert not (tmp_path / "o").exists()
+    pq.write_table(_corpus(10, seed=1), tmp_path / "ok.parquet")
+    res = runner.invoke(app, ["dedup", "--input", str(tmp_path / "ok.parquet"), "--output", str(tmp_path / "o"), "--executor", "spark"])
+    assert res.exit_code == 2 and "executor must be auto, ray or local" in res.output
+
+
+def test_auto_executor_starts_ray_only_when_it_pays_off():
+    from ray_tasks.dedup import wants_ray
+
+    mb = 2**20
+    assert not wants_ray(100 * mb, "auto", None, ray_min_mb=1024, ray_up=False)  # a laptop corpus: one process
+    assert wants_ray(2048 * mb, "auto", None, ray_min_mb=1024, ray_up=False)
+    assert wants_ray(1, "auto", None, ray_min_mb=1024, ray_up=True)  # already up: free to use
+    assert wants_ray(1, "auto", "ray://head:10001", ray_min_mb=1024)  # a cluster is always used
+    assert wants_ray(1, "ray") and not wants_ray(10**12, "local")
+    with pytest.raises(ValueError, match="executor"):
+        wants_ray(1, "threads")
