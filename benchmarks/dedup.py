@@ -11,10 +11,17 @@ workers included), sampled every 50 ms. Figures of peers measured in the same ru
 comparable; the ratios are what to read, the machine is shared.
 
 * floor: read the Parquet and hash every file (xxh3), nothing else.
-* starflow: ``ray_tasks.dedup.dedup`` on a local Ray with ``--workers`` CPUs (Ray start-up
-  reported apart), repository and file exact dedup, LSH, verification, union-find, index
-  and outputs written.
-* starflow-1p: the same without Ray, in one process (compare with the one-process scripts below).
+* starflow: what ``starflow dedup`` runs: repository and file exact dedup, LSH,
+  verification, union-find, index and outputs written, with the auto executor: in one
+  process below 1 GB of content, on a local Ray with ``--workers`` CPUs above (Ray's start
+  then counted in the time).
+* starflow-ray: the same, always on a local Ray with ``--workers`` CPUs; Ray's start
+  (``ray.init``, workers up) is reported apart.
+* starflow-1p: the same, always in one process (compare with the one-process scripts below).
+
+Every StarFlow row starts its clock after the process start-up (imports, the code-point
+table and loading the compiled Numba kernels, about 1.5 s, printed), as every peer's
+clock starts after its imports; process wall times, start-up included, are printed too.
 * rensa: the bare script: seed shingles (``re.split(r'\\W', text.lower())``, 5-grams joined by
   spaces) per file, ``RMinHash`` + ``RMinHashLSH``, union-find; one process.
 * datasketch: the same shingles, ``MinHash.update_batch`` + ``MinHashLSH(params=(25, 10))``; one process.
@@ -23,7 +30,7 @@ comparable; the ratios are what to read, the machine is shared.
   Its default English word tokenizer needs spaCy, which this environment does not have, so it
   gets a tokenizer that splits like the seed (cheaper than spaCy: the ratio is conservative).
 
-datasketch and datatrove run on the first ``--max-peer-files`` files (rensa: ``--max-rensa-files``)
+datasketch and datatrove run on the first ``--max-peer-files`` / ``--max-datatrove-files`` files (rensa: ``--max-rensa-files``)
 when the corpus is larger (printed); their MB/s is then compared with StarFlow's on the whole corpus.
 """
 
@@ -130,46 +137,63 @@ def peer_floor(data: Path, out: Path, workers: int, limit: int | None) -> dict:
 
 
 def peer_starflow(data: Path, out: Path, workers: int, limit: int | None) -> dict:
-    from ray_tasks.dedup import DedupConfig, dedup
-    from ray_tasks.ray_exec import init_ray
-    from ray_tasks.tables import write_parquet_atomic
+    """What ``starflow dedup`` does: the auto executor (Ray only from ``ray_min_mb`` of content), Ray's start counted."""
+    from ray_tasks.dedup import content_bytes, wants_ray
 
-    import ray
-
+    startup = _warm()
     t0 = time.perf_counter()
-    init_ray(None, workers, 1024)
-    # Start the worker processes (a one-off cost of a Ray session, reported apart).
-    ray.get([ray.remote(_warm).remote() for _ in range(workers)])
-    ray_start = time.perf_counter() - t0
-    t1 = time.perf_counter()
     t = read_corpus(data, limit)
-    r = dedup(t, out / "index", DedupConfig(), use_ray=True)
-    write_parquet_atomic(r.kept, out / "kept.parquet")
-    write_parquet_atomic(r.clusters, out / "clusters.parquet")
-    return {"files": t.num_rows, "mb": _mb(t), "removed": t.num_rows - r.kept.num_rows, "seconds": time.perf_counter() - t1,
-            "ray_start_s": ray_start, "exact_removed": r.stats["exact_removed"], "near_removed": r.stats["near_removed"]}
+    use_ray = wants_ray(content_bytes(t), "auto", None, 1024, ray_up=False)
+    ray_start = _start_ray(workers) if use_ray else 0.0
+    res = _run_starflow(t, out, use_ray)
+    return {**res, "seconds": time.perf_counter() - t0, "ray": use_ray, "ray_start_s": ray_start, "startup_s": startup}
+
+
+def peer_starflow_ray(data: Path, out: Path, workers: int, limit: int | None) -> dict:
+    """StarFlow on a local Ray with ``workers`` CPUs whatever the size; Ray's start is reported apart."""
+    startup = _warm()
+    ray_start = _start_ray(workers)
+    t0 = time.perf_counter()
+    res = _run_starflow(read_corpus(data, limit), out, True)
+    return {**res, "seconds": time.perf_counter() - t0, "ray": True, "ray_start_s": ray_start, "startup_s": startup}
 
 
 def peer_starflow_1p(data: Path, out: Path, workers: int, limit: int | None) -> dict:
     """StarFlow without Ray: one process, the same code path (the apples-to-apples row for the bare scripts)."""
+    startup = _warm()
+    t0 = time.perf_counter()
+    res = _run_starflow(read_corpus(data, limit), out, False)
+    return {**res, "seconds": time.perf_counter() - t0, "ray": False, "ray_start_s": 0.0, "startup_s": startup}
+
+
+def _run_starflow(t, out: Path, use_ray: bool) -> dict:
     from ray_tasks.dedup import DedupConfig, dedup
-    from ray_tasks.minhash import _word_table
     from ray_tasks.tables import write_parquet_atomic
 
-    _word_table()
-    t0 = time.perf_counter()
-    t = read_corpus(data, limit)
-    r = dedup(t, out / "index", DedupConfig(), use_ray=False)
+    r = dedup(t, out / "index", DedupConfig(), use_ray=use_ray)
     write_parquet_atomic(r.kept, out / "kept.parquet")
     write_parquet_atomic(r.clusters, out / "clusters.parquet")
-    return {"files": t.num_rows, "mb": _mb(t), "removed": t.num_rows - r.kept.num_rows, "seconds": time.perf_counter() - t0}
+    return {"files": t.num_rows, "mb": _mb(t), "removed": t.num_rows - r.kept.num_rows,
+            "exact_removed": r.stats["exact_removed"], "near_removed": r.stats["near_removed"]}
 
 
-def _warm() -> None:
-    """Worker start-up: imports and the per-process code-point table."""
-    from ray_tasks.minhash import _word_table
+def _start_ray(workers: int) -> float:
+    """ray.init and the workers up, with their kernels loaded (the one-off cost of a Ray session)."""
+    import ray
 
-    _word_table()
+    from ray_tasks.ray_exec import init_ray
+
+    t0 = time.perf_counter()
+    init_ray(None, workers, 1024)
+    ray.get([ray.remote(_warm).remote() for _ in range(workers)])
+    return time.perf_counter() - t0
+
+
+def _warm() -> float:
+    """Process start-up: the code-point table and the compiled shingling kernels (seconds)."""
+    from ray_tasks.minhash import warm_up
+
+    return warm_up()
 
 
 def peer_rensa(data: Path, out: Path, workers: int, limit: int | None) -> dict:
@@ -265,7 +289,7 @@ def xxhash64_of_str(data: str | bytes) -> int:
     return xxhash.xxh64_intdigest(data.encode() if isinstance(data, str) else data)
 
 
-PEERS = {"floor": peer_floor, "starflow": peer_starflow, "starflow-1p": peer_starflow_1p, "rensa": peer_rensa, "datasketch": peer_datasketch,
+PEERS = {"floor": peer_floor, "starflow": peer_starflow, "starflow-ray": peer_starflow_ray, "starflow-1p": peer_starflow_1p, "rensa": peer_rensa, "datasketch": peer_datasketch,
          "datatrove": peer_datatrove}
 
 
@@ -345,9 +369,19 @@ def print_table(rows: list[dict], title: str) -> None:
     print("(s: from reading the Parquet to writing the kept rows, in the peer's process after its imports; "
           "StarFlow x = StarFlow MB/s / peer MB/s; CPU s: user+system of the whole process tree over the whole "
           "process, start-up included, sampled every 50 ms: less sensitive to other load on the machine)")
-    print(f"StarFlow's Ray start-up (ray.init + {sf.get('workers', 2)} workers up) is apart: {sf['ray_start_s']:.1f} s; "
-          f"counting it StarFlow runs at {sf['mb'] / (sf['seconds'] + sf['ray_start_s']):.2f} MB/s. Process wall times: "
-          + ", ".join(f"{r['peer']} {r['wall_s']:.1f} s" for r in rows))
+    print(f"StarFlow ran {'on Ray' if sf['ray'] else 'in one process'} (auto executor); its process start-up "
+          f"(imports excluded: code-point table, Numba kernels) took {sf['startup_s']:.1f} s. Process wall times, "
+          "start-up and imports included: " + ", ".join(f"{r['peer']} {r['wall_s']:.1f} s" for r in rows))
+    rr = next((r for r in rows if r["peer"] == "starflow-ray"), None)
+    if rr:
+        print(f"starflow-ray: Ray's start (ray.init + {rr.get('workers', 2)} workers up) is apart, {rr['ray_start_s']:.1f} s; "
+              f"counting it, starflow-ray runs at {rr['mb'] / (rr['seconds'] + rr['ray_start_s']):.2f} MB/s")
+    for name in ("datatrove", "rensa"):
+        peer = next((r for r in rows if r["peer"] == name), None)
+        if peer:
+            print(f"StarFlow vs {name}: {sf['mb_per_s'] / peer['mb_per_s']:.2f}x MB/s"
+                  + (f"; starflow-ray {rr['mb_per_s'] / peer['mb_per_s']:.2f}x, with Ray's start "
+                     f"{rr['mb'] / (rr['seconds'] + rr['ray_start_s']) / peer['mb_per_s']:.2f}x" if rr else ""))
     print(f"StarFlow removed {sf['exact_removed']} exact (repositories and files) + {sf['near_removed']} near duplicates")
 
 
@@ -411,8 +445,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=0, help="synthetic corpus of N files (0: the default corpus)")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--peers", default="floor,starflow,starflow-1p,rensa,datasketch,datatrove")
-    ap.add_argument("--max-peer-files", type=int, default=3000, help="datasketch/datatrove run on at most this many files")
+    ap.add_argument("--peers", default="floor,starflow,starflow-ray,starflow-1p,rensa,datasketch,datatrove")
+    ap.add_argument("--max-peer-files", type=int, default=3000, help="datasketch runs on at most this many files")
+    ap.add_argument("--max-datatrove-files", type=int, default=3000, help="datatrove runs on at most this many files")
     ap.add_argument("--max-rensa-files", type=int, default=20000, help="the bare rensa script runs on at most this many files")
     ap.add_argument("--scaling", type=int, default=0, help="also time StarFlow on a synthetic corpus of this many files")
     ap.add_argument("--quality-pairs", type=int, default=0, help="precision/recall table on this many real-code pairs")
@@ -451,7 +486,7 @@ def main() -> None:
     # Rounds interleave the peers, so that load from other processes hits them alike; medians are reported.
     for rnd, name in (bar := tqdm([(r, p) for r in range(args.repeat) for p in peers], desc="runs", file=sys.stderr)):
         bar.set_postfix_str(f"{name} (round {rnd + 1})")
-        cap = {"datasketch": args.max_peer_files, "datatrove": args.max_peer_files, "rensa": args.max_rensa_files}.get(name)
+        cap = {"datasketch": args.max_peer_files, "datatrove": args.max_datatrove_files, "rensa": args.max_rensa_files}.get(name)
         limit = cap if cap and n > cap else None
         runs[name].append(run_peer(name, work / "data", args.workers, limit, mb, n))
         if limit and rnd == 0:

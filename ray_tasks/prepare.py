@@ -28,6 +28,7 @@ from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ray_tasks.fim import FimCounts, document_parts
 from ray_tasks.formatting import split_repositories
@@ -183,6 +184,13 @@ def fim_eval_set(files: pa.Table, repos: list[str], n: int, seed: int) -> list[d
 
 
 # --------------------------------------------------------------------------- the stage
+def _repo_bytes(files: pa.Table) -> dict[str, int]:
+    """UTF-8 bytes of content per repository (what the validation split's share is measured in)."""
+    sizes = pc.binary_length(pc.cast(files.column("content"), pa.large_binary()))
+    g = pa.table({"repo_name": files.column("repo_name"), "n": sizes}).group_by("repo_name").aggregate([("n", "sum")])
+    return dict(zip(g.column("repo_name").to_pylist(), g.column("n_sum").to_pylist()))
+
+
 def prepare(files: pa.Table, out: Path, cfg: PrepareConfig, work: Path | None = None, use_ray: bool = False) -> dict:
     if files.num_rows == 0:
         raise ValueError("tokenize: the curated table is empty; nothing to train on")
@@ -191,7 +199,7 @@ def prepare(files: pa.Table, out: Path, cfg: PrepareConfig, work: Path | None = 
     vocab = tok.get_vocab_size()
 
     repos = sorted(set(files.column("repo_name").to_pylist()))
-    train_repos, val_repos = split_repositories(repos, cfg.val_fraction, cfg.seed)
+    train_repos, val_repos = split_repositories(repos, cfg.val_fraction, cfg.seed, _repo_bytes(files))
     if not val_repos:
         raise ValueError("tokenize: need at least 2 repositories to split train/validation by repository")
 

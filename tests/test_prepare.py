@@ -101,6 +101,19 @@ def test_split_is_by_repository_and_never_empty():
     assert split_repositories(["a", "b"], 0.01, 0)[1]
 
 
+def test_split_takes_a_share_of_the_bytes_when_sizes_are_known():
+    """A few big repositories hold most of the code: validation gets ~10% of the bytes, not of the names."""
+    sizes = {f"big{i}": 1_000_000 for i in range(3)} | {f"small{i}": 1_000 for i in range(30)}
+    train, val = split_repositories(list(sizes), 0.1, 0, sizes)
+    assert not set(train) & set(val) and len(train) + len(val) == 33
+    assert sum(sizes[r] for r in val) <= 0.1 * sum(sizes.values())
+    # The big ones overshoot the budget; the small ones all fit (bar the one kept last for train).
+    assert not any(r.startswith("big") for r in val) and len(val) >= 29
+    # One repository too big for the budget still gives a validation split; train keeps at least one.
+    train, val = split_repositories(["a", "b"], 0.1, 0, {"a": 10, "b": 10})
+    assert len(train) == 1 and len(val) == 1
+
+
 def _corpus(n_repos=8):
     rows = []
     for r in range(n_repos):
