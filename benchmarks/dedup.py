@@ -503,7 +503,8 @@ def main() -> None:
         small = next(r for r in rows if r["peer"] == "starflow")
         r = median_run([run_peer("starflow", work / "big", args.workers, None, mb_big, big.num_rows)
                         for _ in range(args.repeat)])
-        print(f"\nScaling (StarFlow, {args.workers} workers): {small['files']} files / {small['mb']:.0f} MB in "
+        where = f"on Ray, {args.workers} workers" if r["ray"] else "auto executor: one process"
+        print(f"\nScaling (StarFlow, {where}): {small['files']} files / {small['mb']:.0f} MB in "
               f"{small['seconds']:.2f} s -> {r['files']} files / {r['mb']:.0f} MB in {r['seconds']:.2f} s: "
               f"{r['files'] / small['files']:.1f}x files, {r['mb'] / small['mb']:.1f}x MB, {r['seconds'] / small['seconds']:.1f}x time "
               f"({small['mb_per_s']:.2f} -> {r['mb_per_s']:.2f} MB/s; peak RSS {small['peak_rss_mb']:.0f} -> {r['peak_rss_mb']:.0f} MB)")

@@ -39,6 +39,6 @@ def split_repositories(repos: list[str], val_fraction: float, seed: int,
             val.append(r)
             taken += sizes.get(r, 0)
     if not val:
-        val = [scored[min(range(len(scored) - 1), key=lambda i: (sizes.get(scored[i], 0), i))]]  # the smallest
+        val = [scored[0]]  # none fits the budget: the first in hash order, as when counting repositories
     chosen = set(val)
     return sorted(r for r in scored if r not in chosen), sorted(val)
