@@ -1,7 +1,7 @@
 """The ``starflow`` command line.
 
     starflow run                 # the whole DAG: each stale stage runs, DVC records it
-    starflow stage curate        # one stage (what dvc.yaml's cmd calls)
+    starflow stage curate        # one stage (what dvc.yaml's cmd calls); several run in order
     starflow status              # which stages are stale, and why
     starflow params              # validate params.yaml and print the resolved tree
     starflow init                # make the current folder a workspace (git, DVC, local remote)
@@ -62,18 +62,22 @@ def run(
 
 @app.command()
 def stage(
-    name: Annotated[str, typer.Argument(help=f"one of: {', '.join(STAGES)}")],
+    names: Annotated[list[str], typer.Argument(help=f"one or more of: {', '.join(STAGES)}, run in the order given")],
     params_path: ParamsOpt = Path("params.yaml"),
 ) -> None:
-    """Run one stage now, unconditionally (dvc.yaml calls this; `dvc repro` decides staleness)."""
-    if name not in STAGES:
-        console.print(f"[red]error:[/red] unknown stage {name!r}; expected one of {', '.join(STAGES)}")
+    """Run stages now, unconditionally (dvc.yaml calls this; `dvc repro` decides staleness).
+
+    Several names run in one process, one after another: one start-up instead of one each."""
+    unknown = [n for n in names if n not in STAGES]
+    if unknown:
+        console.print(f"[red]error:[/red] unknown stage {unknown[0]!r}; expected one of {', '.join(STAGES)}")
         raise typer.Exit(2)
     params = _params_or_exit(params_path)
     from flows.stages import STAGE_FLOWS
 
-    stats = STAGE_FLOWS[name](params)
-    typer.echo(json.dumps(stats, indent=2, default=str))
+    for name in names:
+        stats = STAGE_FLOWS[name](params)
+        typer.echo(json.dumps(stats, indent=2, default=str))
 
 
 @app.command()

@@ -24,6 +24,8 @@ def test_bad_params_fail_at_start_naming_the_key(tmp_path):
 def test_unknown_stage_is_refused():
     result = runner.invoke(app, ["stage", "nope"])
     assert result.exit_code == 2 and "unknown stage" in result.output
+    result = runner.invoke(app, ["stage", "ingest", "nope"])  # refused before any stage runs
+    assert result.exit_code == 2 and "'nope'" in result.output
 
 
 def test_scheduled_deployment_has_cron_and_a_params_form():

@@ -157,7 +157,7 @@ def test_curate_stage_drops_malware_and_contamination_and_redacts(tmp_path):
     env = {**os.environ, "PREFECT_HOME": str(ws / ".prefect-home"), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
     starflow = str(Path(sys.executable).parent / "starflow")
-    for cmd in (["init"], ["stage", "ingest"], ["stage", "dedup"], ["stage", "curate"]):
+    for cmd in (["init"], ["stage", "ingest", "dedup", "curate"]):  # three stages, one process
         proc = subprocess.run([starflow, *cmd], cwd=ws, env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, f"{cmd}:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     stats = json.loads((ws / "data" / "curate" / "stats.json").read_text())
