@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from flows import dvc_dag, tracking
 from flows.config import Params, load_params
 from flows.stages import STAGE_FLOWS
 from flows.workspace import WORK
+from ray_tasks.ray_exec import ray_running
 from ray_tasks.tables import write_json_atomic
 
 
@@ -36,6 +38,7 @@ def pipeline(params: Params | None = None, force: list[str] | None = None) -> di
     ran: dict[str, float] = {}
     skipped: list[str] = []
     parent_id: str | None = None
+    ray_session = contextlib.ExitStack()
     try:
         for stage in dvc_dag.stage_names():
             why = dvc_dag.changes(stage)
@@ -45,6 +48,11 @@ def pipeline(params: Params | None = None, force: list[str] | None = None) -> di
                 continue
             log.info("stage %s is stale (%s): running", stage, why or "forced")
             parent_id = parent_id or _start_parent_run(params)
+            if not ran:
+                # One Ray for every stage of this run, started with the first stale one: each stage
+                # alone starts and stops its own (7-10 s each on 2 cores).
+                ray_session.enter_context(ray_running(params.ray.address, params.ray.num_cpus,
+                                                      params.ray.object_store_memory_mb))
             t0 = time.perf_counter()
             STAGE_FLOWS[stage](params, parent_run_id=parent_id)
             dvc_dag.commit(stage)
@@ -54,6 +62,8 @@ def pipeline(params: Params | None = None, force: list[str] | None = None) -> di
         if parent_id:
             MlflowClient().set_terminated(parent_id, status="FAILED")
         raise
+    finally:
+        ray_session.close()
     summary = {"ran": list(ran), "skipped": skipped, "wall_s": ran, "dvc_pushed": pushed}
     if parent_id:
         client = MlflowClient()
