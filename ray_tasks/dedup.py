@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -32,7 +33,7 @@ import pyarrow.compute as pc
 from ray_tasks import lsh_index as ix
 from ray_tasks.minhash import MinHashConfig
 from ray_tasks.near_dedup import LshPlan, connected_labels, near_duplicate_edges
-from ray_tasks.tables import REJECTED_SCHEMA, rejected_from
+from ray_tasks.tables import REJECTED_SCHEMA, rejected_from, utf8_lengths
 
 REQUIRED_COLUMNS = ("repo_name", "path", "content")
 _LICENSE_RANK = {"permissive": 0, "no_license": 1, "non_permissive": 2}
@@ -136,7 +137,7 @@ def content_bytes(table: pa.Table) -> int:
     """UTF-8 bytes of the ``content`` column."""
     if table.num_rows == 0:
         return 0
-    return int(pc.sum(pc.binary_length(pc.cast(table.column("content"), pa.large_binary()))).as_py() or 0)
+    return int(pc.sum(utf8_lengths(table.column("content"))).as_py() or 0)
 
 
 def wants_ray(n_bytes: int, executor: str = "auto", ray_address: str | None = None, ray_min_mb: float = 1024,
@@ -154,9 +155,8 @@ def wants_ray(n_bytes: int, executor: str = "auto", ray_address: str | None = No
     if ray_address:
         return True
     if ray_up is None:
-        import ray
-
-        ray_up = ray.is_initialized()
+        ray = sys.modules.get("ray")  # not imported means not up: no need to pay for importing it
+        ray_up = ray is not None and ray.is_initialized()
     return ray_up or n_bytes >= ray_min_mb * 2**20
 
 
@@ -432,7 +432,7 @@ def _rejected(table: pa.Table, rows: np.ndarray, reasons, detail, hashes: pa.Arr
     if "length_bytes" in sub.column_names:
         lengths = sub.column("length_bytes").cast(pa.int64())
     else:
-        lengths = pc.binary_length(pc.cast(sub.column("content"), pa.large_binary())).cast(pa.int64())
+        lengths = utf8_lengths(sub.column("content"))
     return pa.table({
         "stage": pa.array(["dedup"] * len(rows), pa.string()),
         "reason": pa.array(list(reasons), pa.string()),

@@ -88,6 +88,25 @@ _mix64_jit = numba.njit(cache=True)(_mix64)
 
 
 @numba.njit(cache=True)
+def _code_point_at(data, i, end, word):
+    """(is the UTF-8 character at ``data[i]`` a word character, its width in bytes)."""
+    b0 = data[i]
+    if b0 < 0x80:  # ASCII: most of the bytes of code
+        return word[b0], 1
+    if b0 < 0xE0:
+        cp, width = ((np.int64(b0) & 0x1F) << 6) | (np.int64(data[min(i + 1, end - 1)]) & 0x3F), 2
+    elif b0 < 0xF0:
+        cp = ((np.int64(b0) & 0x0F) << 12) | ((np.int64(data[min(i + 1, end - 1)]) & 0x3F) << 6) \
+            | (np.int64(data[min(i + 2, end - 1)]) & 0x3F)
+        width = 3
+    else:
+        cp = ((np.int64(b0) & 0x07) << 18) | ((np.int64(data[min(i + 1, end - 1)]) & 0x3F) << 12) \
+            | ((np.int64(data[min(i + 2, end - 1)]) & 0x3F) << 6) | (np.int64(data[min(i + 3, end - 1)]) & 0x3F)
+        width = 4
+    return word[min(cp, 0x10FFFF)], min(width, end - i)
+
+
+@numba.njit(cache=True)
 def _tokenize_kernel(data, offsets, word):
     """(hash of every token, document of every token) of UTF-8 ``data`` cut at ``offsets``.
 
@@ -102,30 +121,8 @@ def _tokenize_kernel(data, offsets, word):
         h, length = _FNV_OFFSET, 0
         i, end = offsets[d], offsets[d + 1]
         while i < end:
-            b0 = data[i]
-            if b0 < 0x80:  # ASCII: most of the bytes of code
-                if word[b0]:
-                    h = (h ^ np.uint64(b0)) * _FNV_PRIME
-                    length += 1
-                else:
-                    out[m] = _mix64_jit(h ^ (np.uint64(length) * _K1))
-                    doc[m] = d
-                    m += 1
-                    h, length = _FNV_OFFSET, 0
-                i += 1
-                continue
-            if b0 < 0xE0:
-                cp, width = ((np.int64(b0) & 0x1F) << 6) | (np.int64(data[min(i + 1, end - 1)]) & 0x3F), 2
-            elif b0 < 0xF0:
-                cp = ((np.int64(b0) & 0x0F) << 12) | ((np.int64(data[min(i + 1, end - 1)]) & 0x3F) << 6) \
-                    | (np.int64(data[min(i + 2, end - 1)]) & 0x3F)
-                width = 3
-            else:
-                cp = ((np.int64(b0) & 0x07) << 18) | ((np.int64(data[min(i + 1, end - 1)]) & 0x3F) << 12) \
-                    | ((np.int64(data[min(i + 2, end - 1)]) & 0x3F) << 6) | (np.int64(data[min(i + 3, end - 1)]) & 0x3F)
-                width = 4
-            width = min(width, end - i)
-            if word[min(cp, 0x10FFFF)]:
+            is_word, width = _code_point_at(data, i, end, word)
+            if is_word:
                 for k in range(i, i + width):
                     h = (h ^ np.uint64(data[k])) * _FNV_PRIME
                 length += width
@@ -135,7 +132,7 @@ def _tokenize_kernel(data, offsets, word):
                 m += 1
                 h, length = _FNV_OFFSET, 0
             i += width
-        out[m] = _mix64_jit(h ^ (np.uint64(length) * _K1))
+        out[m] = _mix64_jit(h ^ (np.uint64(length) * _K1))  # the document's end closes its last token
         doc[m] = d
         m += 1
     return out[:m], doc[:m]

@@ -31,6 +31,7 @@ import pyarrow as pa
 
 from ray_tasks.lsh_index import SignatureStore, lookup_keys, write_partition, write_signature_batch
 from ray_tasks.minhash import MinHashConfig, band_keys, signatures
+from ray_tasks.tables import utf8_lengths
 
 
 @dataclass(frozen=True)
@@ -132,9 +133,7 @@ def near_duplicate_edges(content: pa.ChunkedArray | pa.Array, rows: np.ndarray, 
     the content. ``seg_dir`` receives the new segment's signatures and sorted band keys."""
     seg, olds = str(seg_dir), [str(s) for s in old_segs]
     P = plan.num_partitions
-    import pyarrow.compute as pc
-
-    sizes = pc.fill_null(pc.binary_length(pc.cast(content, pa.large_binary())), 0).to_numpy().astype(np.int64)
+    sizes = utf8_lengths(content).to_numpy()
     bounds = batch_bounds(sizes[rows], plan)
     progress = progress or (lambda *_: None)
     if use_ray:

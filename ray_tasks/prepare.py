@@ -28,11 +28,11 @@ from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ray_tasks.fim import FimCounts, document_parts
 from ray_tasks.formatting import split_repositories
 from ray_tasks.shards import FORMAT, write_split
+from ray_tasks.tables import utf8_lengths
 from ray_tasks.tokenizer import SPECIAL_TOKENS, load_tokenizer, save_hf_tokenizer, train_bpe
 
 
@@ -186,8 +186,8 @@ def fim_eval_set(files: pa.Table, repos: list[str], n: int, seed: int) -> list[d
 # --------------------------------------------------------------------------- the stage
 def _repo_bytes(files: pa.Table) -> dict[str, int]:
     """UTF-8 bytes of content per repository (what the validation split's share is measured in)."""
-    sizes = pc.binary_length(pc.cast(files.column("content"), pa.large_binary()))
-    g = pa.table({"repo_name": files.column("repo_name"), "n": sizes}).group_by("repo_name").aggregate([("n", "sum")])
+    sizes = pa.table({"repo_name": files.column("repo_name"), "n": utf8_lengths(files.column("content"))})
+    g = sizes.group_by("repo_name").aggregate([("n", "sum")])
     return dict(zip(g.column("repo_name").to_pylist(), g.column("n_sum").to_pylist()))
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 # Columns every files table carries (DESIGN.md data contract).
@@ -57,6 +58,12 @@ def rejected_from(table: pa.Table, stage: str, reasons: Iterable[str], detail: I
         },
         schema=REJECTED_SCHEMA,
     )
+
+
+def utf8_lengths(content: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """UTF-8 bytes of each string (int64; a null counts 0). Cast to large_binary first: plain
+    ``binary_length`` of a string column counts bytes too, but overflows past 2 GB of offsets."""
+    return pc.fill_null(pc.binary_length(pc.cast(content, pa.large_binary())), 0).cast(pa.int64())
 
 
 def reason_counts(rejected: pa.Table) -> dict[str, int]:
