@@ -136,45 +136,42 @@ def peer_floor(data: Path, out: Path, workers: int, limit: int | None) -> dict:
     return {"files": t.num_rows, "mb": _mb(t), "removed": t.num_rows - len(set(h)), "seconds": time.perf_counter() - t0}
 
 
-def peer_starflow(data: Path, out: Path, workers: int, limit: int | None) -> dict:
-    """What ``starflow dedup`` does: the auto executor (Ray only from ``ray_min_mb`` of content), Ray's start counted."""
-    from ray_tasks.dedup import content_bytes, wants_ray
+def _starflow(data: Path, out: Path, workers: int, limit: int | None, executor: str) -> dict:
+    """StarFlow's dedup with ``executor`` (auto, ray or local), kept rows and clusters written.
+
+    ``ray`` starts Ray before the clock (its start is reported apart); ``auto`` starts it
+    inside the clock when it decides to use it, as ``starflow dedup`` would."""
+    from ray_tasks.dedup import DedupConfig, content_bytes, dedup, wants_ray
+    from ray_tasks.tables import write_parquet_atomic
 
     startup = _warm()
+    ray_start = _start_ray(workers) if executor == "ray" else 0.0
     t0 = time.perf_counter()
     t = read_corpus(data, limit)
-    use_ray = wants_ray(content_bytes(t), "auto", None, 1024, ray_up=False)
-    ray_start = _start_ray(workers) if use_ray else 0.0
-    res = _run_starflow(t, out, use_ray)
-    return {**res, "seconds": time.perf_counter() - t0, "ray": use_ray, "ray_start_s": ray_start, "startup_s": startup}
+    use_ray = wants_ray(content_bytes(t), executor, None, 1024, ray_up=False)
+    if use_ray and executor == "auto":
+        ray_start = _start_ray(workers)
+    r = dedup(t, out / "index", DedupConfig(), use_ray=use_ray)
+    write_parquet_atomic(r.kept, out / "kept.parquet")
+    write_parquet_atomic(r.clusters, out / "clusters.parquet")
+    return {"files": t.num_rows, "mb": _mb(t), "removed": t.num_rows - r.kept.num_rows, "seconds": time.perf_counter() - t0,
+            "exact_removed": r.stats["exact_removed"], "near_removed": r.stats["near_removed"], "ray": use_ray,
+            "ray_start_s": ray_start, "startup_s": startup}
+
+
+def peer_starflow(data: Path, out: Path, workers: int, limit: int | None) -> dict:
+    """What ``starflow dedup`` does: the auto executor (Ray only from ``ray_min_mb`` of content), Ray's start counted."""
+    return _starflow(data, out, workers, limit, "auto")
 
 
 def peer_starflow_ray(data: Path, out: Path, workers: int, limit: int | None) -> dict:
     """StarFlow on a local Ray with ``workers`` CPUs whatever the size; Ray's start is reported apart."""
-    startup = _warm()
-    ray_start = _start_ray(workers)
-    t0 = time.perf_counter()
-    res = _run_starflow(read_corpus(data, limit), out, True)
-    return {**res, "seconds": time.perf_counter() - t0, "ray": True, "ray_start_s": ray_start, "startup_s": startup}
+    return _starflow(data, out, workers, limit, "ray")
 
 
 def peer_starflow_1p(data: Path, out: Path, workers: int, limit: int | None) -> dict:
     """StarFlow without Ray: one process, the same code path (the apples-to-apples row for the bare scripts)."""
-    startup = _warm()
-    t0 = time.perf_counter()
-    res = _run_starflow(read_corpus(data, limit), out, False)
-    return {**res, "seconds": time.perf_counter() - t0, "ray": False, "ray_start_s": 0.0, "startup_s": startup}
-
-
-def _run_starflow(t, out: Path, use_ray: bool) -> dict:
-    from ray_tasks.dedup import DedupConfig, dedup
-    from ray_tasks.tables import write_parquet_atomic
-
-    r = dedup(t, out / "index", DedupConfig(), use_ray=use_ray)
-    write_parquet_atomic(r.kept, out / "kept.parquet")
-    write_parquet_atomic(r.clusters, out / "clusters.parquet")
-    return {"files": t.num_rows, "mb": _mb(t), "removed": t.num_rows - r.kept.num_rows,
-            "exact_removed": r.stats["exact_removed"], "near_removed": r.stats["near_removed"]}
+    return _starflow(data, out, workers, limit, "local")
 
 
 def _start_ray(workers: int) -> float:
