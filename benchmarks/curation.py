@@ -29,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from ray_tasks.curate import build_filters  # noqa: E402
-from ray_tasks.filters import DATA_LANGUAGES, ENCODED_PATTERNS, LINE_LENGTH_EXEMPT, apply_filters  # noqa: E402
+from ray_tasks.curate.stage import build_filters  # noqa: E402
+from ray_tasks.curate.filters import DATA_LANGUAGES, ENCODED_PATTERNS, LINE_LENGTH_EXEMPT, apply_filters  # noqa: E402
 from ray_tasks.language import detect_language  # noqa: E402
-from ray_tasks.provenance import has_generated_marker, is_generated  # noqa: E402
+from ray_tasks.curate.provenance import has_generated_marker, is_generated  # noqa: E402
 
 WORKERS = 2
 
@@ -67,7 +67,7 @@ def run_starflow(src: Path, dst: Path) -> tuple[float, float, set[str]]:
     """(seconds in all, seconds of it starting Ray, kept ids)."""
     import ray
 
-    from ray_tasks.ray_exec import init_ray
+    from ray_tasks.executor import init_ray
 
     t0 = time.perf_counter()
     init_ray(None, WORKERS, 512)

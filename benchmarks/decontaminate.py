@@ -1,4 +1,4 @@
-"""Decontamination matcher: Aho-Corasick (ray_tasks/decontaminate.py) against the seed's loop.
+"""Decontamination matcher: Aho-Corasick (ray_tasks/curate/decontaminate.py) against the seed's loop.
 
     .venv/bin/python benchmarks/decontaminate.py
 
@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from pii import default_corpus  # noqa: E402
 
-from ray_tasks.decontaminate import Matcher, humaneval_items, normalise  # noqa: E402
+from ray_tasks.curate.decontaminate import Matcher, humaneval_items, normalise  # noqa: E402
 
 
 def main() -> None:

@@ -141,7 +141,7 @@ def _starflow(data: Path, out: Path, workers: int, limit: int | None, executor: 
 
     ``ray`` starts Ray before the clock (its start is reported apart); ``auto`` starts it
     inside the clock when it decides to use it, as ``starflow dedup`` would."""
-    from ray_tasks.dedup import DedupConfig, content_bytes, dedup, wants_ray
+    from ray_tasks.dedup.stage import DedupConfig, content_bytes, dedup, wants_ray
     from ray_tasks.tables import write_parquet_atomic
 
     startup = _warm()
@@ -178,7 +178,7 @@ def _start_ray(workers: int) -> float:
     """ray.init and the workers up, with their kernels loaded (the one-off cost of a Ray session)."""
     import ray
 
-    from ray_tasks.ray_exec import init_ray
+    from ray_tasks.executor import init_ray
 
     t0 = time.perf_counter()
     init_ray(None, workers, 1024)
@@ -188,7 +188,7 @@ def _start_ray(workers: int) -> float:
 
 def _warm() -> float:
     """Process start-up: the code-point table and the compiled shingling kernels (seconds)."""
-    from ray_tasks.minhash import warm_up
+    from ray_tasks.dedup.minhash import warm_up
 
     return warm_up()
 
@@ -386,9 +386,9 @@ def quality(n_pairs: int) -> None:
     import numpy as np
     import pyarrow as pa
 
-    from ray_tasks.dedup import DedupConfig, dedup
-    from ray_tasks.minhash import exact_jaccard
-    from ray_tasks.near_dedup_corpus import jaccard_pairs, read_sources
+    from ray_tasks.dedup.stage import DedupConfig, dedup
+    from ray_tasks.dedup.minhash import exact_jaccard
+    from benchmarks.near_dedup_corpus import jaccard_pairs, read_sources
 
     pairs = jaccard_pairs(read_sources(limit=max(4 * n_pairs, 1000), max_bytes=32 * 1024), n_pairs, seed=3, rates=(0.0, 1.0))
     rows = []
@@ -413,8 +413,8 @@ def incremental(table, workers: int) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from ray_tasks.dedup import DedupConfig, dedup
-    from ray_tasks.ray_exec import init_ray
+    from ray_tasks.dedup.stage import DedupConfig, dedup
+    from ray_tasks.executor import init_ray
 
     init_ray(None, workers, 1024)
     repos = sorted(set(table.column("repo_name").to_pylist()))
@@ -467,7 +467,7 @@ def main() -> None:
     def corpus(n: int):
         import pyarrow.parquet as pq
 
-        from ray_tasks.near_dedup_corpus import make_corpus, read_sources
+        from benchmarks.near_dedup_corpus import make_corpus, read_sources
 
         if n == 0:
             return pq.read_table(ROOT / "data" / "ingest" / "files.parquet"), "default corpus (data/ingest/files.parquet)"

@@ -30,8 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 
 def starflow(problems, workers: int, timeout_s: float) -> tuple[float, dict[str, bool]]:
-    from ray_tasks.code_eval import score
-    from ray_tasks.sandbox import SandboxLimits
+    from ray_tasks.evaluate.code_eval import score
+    from ray_tasks.evaluate.sandbox import SandboxLimits
 
     t0 = time.perf_counter()
     _, records = score(problems, [[p.canonical_solution] for p in problems], [1], SandboxLimits(timeout_s=timeout_s),
@@ -61,8 +61,8 @@ def human_eval_clean(problems, workers: int, timeout_s: float) -> tuple[float, d
 
 
 def main() -> None:
-    from ray_tasks.humaneval import load_problems
-    from ray_tasks.ray_exec import init_ray
+    from ray_tasks.evaluate.humaneval import load_problems
+    from ray_tasks.executor import init_ray
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--problems", type=int, default=164)

@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ray_tasks.licenses import licenses_from_metadata  # noqa: E402
-from ray_tasks.sources import dist_license_files, license_dir_in_dist  # noqa: E402
+from ray_tasks.ingest.licenses import licenses_from_metadata  # noqa: E402
+from ray_tasks.ingest.sources import dist_license_files, license_dir_in_dist  # noqa: E402
 
 NEUTRAL = re.compile(r"LicenseRef-scancode-(unknown-license-reference|generic-cla|warranty-disclaimer|free-unknown)")
 

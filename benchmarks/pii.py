@@ -32,7 +32,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ray_tasks.pii import PII_TYPES, PiiConfig, detect, redact  # noqa: E402
+from ray_tasks.curate.pii import PII_TYPES, PiiConfig, detect, redact  # noqa: E402
 
 LABELLED = ROOT / "tests" / "assets" / "pii_labelled.yaml"
 

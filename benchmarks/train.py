@@ -18,7 +18,7 @@ import torch
 
 
 def make_shards(d: Path, seq_len: int, vocab: int) -> None:
-    from ray_tasks.shards import write_test_shards
+    from ray_tasks.tokenize.shards import write_test_shards
 
     rng = np.random.default_rng(0)
     stream = rng.integers(0, vocab, size=512 * seq_len, dtype=np.uint16)

@@ -6,11 +6,11 @@ from prefect import flow, get_run_logger
 
 from flows import tracking
 from flows.config import Params
-from flows.curate_privacy import CONTAMINATION, SUMMARY_KEYS, privacy_filters, privacy_stats, redact_kept
+from ray_tasks.curate.privacy import CONTAMINATION, SUMMARY_KEYS, privacy_filters, privacy_stats, redact_kept
 from flows.workspace import FILES, REJECTED, stage_dir
-from ray_tasks.curate import build_filters, split_annotated
-from ray_tasks.filters import apply_filters
-from ray_tasks.ray_exec import map_batches, ray_running
+from ray_tasks.curate.stage import build_filters, split_annotated
+from ray_tasks.curate.filters import apply_filters
+from ray_tasks.executor import map_batches, ray_running
 from ray_tasks.stats import curation_stats
 from ray_tasks.tables import AtomicDir, read_table, write_json_atomic, write_parquet_atomic
 

@@ -18,10 +18,10 @@ from prefect import flow, get_run_logger
 from flows import tracking
 from flows.config import DedupParams, Params
 from flows.workspace import FILES, REJECTED, stage_dir
-from ray_tasks.dedup import DedupConfig, DedupResult, content_bytes, dedup, wants_ray
-from ray_tasks.minhash import MinHashConfig
-from ray_tasks.near_dedup import LshPlan
-from ray_tasks.ray_exec import ray_running
+from ray_tasks.dedup.stage import DedupConfig, DedupResult, content_bytes, dedup, wants_ray
+from ray_tasks.dedup.minhash import MinHashConfig
+from ray_tasks.dedup.lsh import LshPlan
+from ray_tasks.executor import ray_running
 from ray_tasks.tables import AtomicDir, read_table, reason_counts, write_parquet_atomic
 
 CLUSTERS = "clusters.parquet"

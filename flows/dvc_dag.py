@@ -13,6 +13,15 @@ from pathlib import Path
 
 import yaml
 
+from ray_tasks.params import StageParams
+
+
+class DvcParams(StageParams):
+    """What a pipeline run does with DVC besides recording stages (``params.yaml: dvc``)."""
+
+    push: bool = True
+    """Push stage outputs to the default DVC remote after a run."""
+
 
 def stage_names(dvc_yaml: Path = Path("dvc.yaml")) -> list[str]:
     """Stages in the order dvc.yaml declares them (a topological order by construction)."""

@@ -2,7 +2,7 @@
 
 Before scoring the model, the canonical HumanEval solutions run through the same sandbox
 and must all pass (pass@1 = 1.0): a harness that fails them would report meaningless
-numbers for any model. Every program runs in ``ray_tasks.sandbox`` on Ray tasks.
+numbers for any model. Every program runs in ``ray_tasks.evaluate.sandbox`` on Ray tasks.
 
 The model is then registered in MLflow with alias ``challenger`` and goes through the
 promotion gate (``flows/promotion.py``): it becomes ``champion`` only if its gate metric
@@ -19,17 +19,18 @@ from mlflow import MlflowClient
 from prefect import flow, get_run_logger
 
 from flows import tracking
-from flows.config import EvaluateParams, Params, SandboxParams
+from flows.config import Params
+from ray_tasks.evaluate.params import EvaluateParams, SandboxParams
 from flows.promotion import CHALLENGER, mark_challenger, run_gate
 from flows.workspace import stage_dir
 from models.generate import generate
 from models.perplexity import perplexity
-from ray_tasks import fim_eval
-from ray_tasks.code_eval import per_problem, score
-from ray_tasks.humaneval import Problem, load_problems
-from ray_tasks.mbpp import load_mbpp
-from ray_tasks.ray_exec import ray_running
-from ray_tasks.sandbox import SandboxLimits, isolation_report
+from ray_tasks.evaluate import fim_eval
+from ray_tasks.evaluate.code_eval import per_problem, score
+from ray_tasks.evaluate.humaneval import Problem, load_problems
+from ray_tasks.evaluate.mbpp import load_mbpp
+from ray_tasks.executor import ray_running
+from ray_tasks.evaluate.sandbox import SandboxLimits, isolation_report
 from ray_tasks.tables import AtomicDir
 
 

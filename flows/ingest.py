@@ -9,8 +9,8 @@ from rich.progress import track
 from flows import tracking
 from flows.config import Params
 from flows.workspace import FILES, REJECTED, stage_dir
-from ray_tasks.ingest import ingest, repo_summary
-from ray_tasks.sources import SourceSkips, repositories
+from ray_tasks.ingest.stage import ingest, repo_summary
+from ray_tasks.ingest.sources import SourceSkips, repositories
 from ray_tasks.stats import breakdown, examples
 from ray_tasks.tables import AtomicDir, reason_counts, write_json_atomic, write_parquet_atomic
 

@@ -19,7 +19,7 @@ from flows import dvc_dag, tracking
 from flows.config import Params, load_params
 from flows.stages import STAGE_FLOWS
 from flows.workspace import WORK
-from ray_tasks.ray_exec import ray_running
+from ray_tasks.executor import ray_running
 from ray_tasks.tables import write_json_atomic
 
 

@@ -24,7 +24,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from flows.config import GateParams
+from ray_tasks.evaluate.params import GateParams
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 

@@ -7,8 +7,8 @@ from prefect import flow, get_run_logger
 from flows import tracking
 from flows.config import Params
 from flows.workspace import FILES, WORK, stage_dir
-from ray_tasks.prepare import PrepareConfig, prepare
-from ray_tasks.ray_exec import ray_running
+from ray_tasks.tokenize.stage import PrepareConfig, prepare
+from ray_tasks.executor import ray_running
 from ray_tasks.tables import AtomicDir, read_table
 
 

@@ -12,15 +12,34 @@ import os
 import re
 import subprocess
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import mlflow
 import yaml
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from flows.config import Params, flatten
+from pydantic import BaseModel
+
 from flows.workspace import metrics_file
+from ray_tasks.params import StageParams
 from ray_tasks.tables import write_json_atomic
+
+if TYPE_CHECKING:
+    from flows.config import Params
+
+class MlflowParams(StageParams):
+    """Where runs and models are tracked (``params.yaml: mlflow``)."""
+
+    tracking_uri: str = "sqlite:///mlflow.db"
+    """MLflow backend (env MLFLOW_TRACKING_URI overrides). Relative sqlite paths are in the workspace."""
+    artifact_location: str = "mlartifacts"
+    """Artifact root for a new experiment (a folder or s3:// URI)."""
+    experiment: str = "starflow"
+    ui_url: str = "http://127.0.0.1:5000"
+    """Where `mlflow ui`/`mlflow server` serves this store; used for links in Prefect artifacts."""
+    registered_model: str = "starflow-coder"
+    """Registry name for trained models; new versions get alias ``challenger``."""
+
 
 PARENT_RUN_ENV = "STARFLOW_MLFLOW_PARENT_RUN_ID"
 """Set by the pipeline flow so stage runs (in-process or under `dvc repro`) nest under its run."""
@@ -126,3 +145,22 @@ def _safe(fn, **kwargs) -> None:
 
     if FlowRunContext.get() is not None:
         fn(**kwargs)
+
+
+def flatten(params: BaseModel, prefix: str = "") -> dict[str, Any]:
+    """``{"train.lr": 0.002, ...}``: how params are logged to MLflow."""
+    out: dict[str, Any] = {}
+    for name, value in params.model_dump(mode="json").items():
+        _flatten_into(out, f"{prefix}{name}", value)
+    return out
+
+
+def _flatten_into(out: dict[str, Any], key: str, value: Any) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten_into(out, f"{key}.{k}", v)
+    elif isinstance(value, list) and value and isinstance(value[0], dict):
+        for i, v in enumerate(value):
+            _flatten_into(out, f"{key}.{i}", v)
+    else:
+        out[key] = value

@@ -18,7 +18,7 @@ from flows.workspace import WORK, metrics_file, stage_dir
 from models.launch import launch, launch_ray
 from models.presets import resolve
 from models.train import TrainConfig, TrainResult, deepspeed_config, export_hf, train
-from ray_tasks.ray_exec import init_ray
+from ray_tasks.executor import init_ray
 from ray_tasks.tables import AtomicDir
 
 

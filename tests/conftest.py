@@ -82,7 +82,7 @@ def corpus(tmp_path_factory) -> Path:
 def ray_session():
     import ray
 
-    from ray_tasks.ray_exec import init_ray
+    from ray_tasks.executor import init_ray
 
     init_ray(None, 2, 256)
     yield ray

@@ -1,0 +1,43 @@
+"""The ``starflow`` command line.
+
+    starflow run                 # the whole DAG: each stale stage runs, DVC records it
+    starflow stage curate        # one stage (what dvc.yaml's cmd calls); several run in order
+    starflow status              # which stages are stale, and why
+    starflow params              # validate params.yaml and print the resolved tree
+    starflow init                # make the current folder a workspace (git, DVC, local remote)
+    starflow serve --cron "0 3 * * 0"   # a scheduled deployment on a Prefect server
+    starflow eval humaneval --samples FILE.jsonl [--k 1,10,100]   # score any model's samples in the sandbox
+    starflow pii redact [FILE|-] [--json]       # PII replaced by <EMAIL>/<KEY>/<PASSWORD>/private IPs
+    starflow decontaminate --input PARQUET --output DIR   # drop files holding benchmark text
+    starflow curate --input PATH --output DIR   # ingest -> dedup -> curate on any source
+    starflow lang detect FILE... | --list       # language of files; supported languages
+    starflow license detect REPO_DIR            # SPDX licenses and license_type of a repository
+    starflow dedup --input PARQUET_OR_DIR --output DIR [--index DIR]   # exact + MinHash near-dedup
+
+Run from the workspace: the folder holding dvc.yaml and params.yaml.
+"""
+
+from __future__ import annotations
+
+import typer
+
+import flows  # noqa: F401  (sets embedded-default environment before Prefect loads)
+from flows.cli.curation import curate_command, lang_app, license_app
+from flows.cli.dag import dag_app
+from flows.cli.dedup import dedup_command
+from flows.cli.eval import eval_app
+from flows.cli.privacy import decontaminate_command, pii_app
+
+app = typer.Typer(help="StarFlow: curate code, train StarCoder2-style models, evaluate them: one versioned DAG.",
+                  no_args_is_help=True, add_completion=False)
+app.registered_commands += dag_app.registered_commands
+app.command("dedup")(dedup_command)
+app.command("curate")(curate_command)
+app.command("decontaminate")(decontaminate_command)
+app.add_typer(lang_app, name="lang")
+app.add_typer(license_app, name="license")
+app.add_typer(pii_app, name="pii")
+app.add_typer(eval_app, name="eval")
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,76 @@
+"""``starflow dedup``: deduplicate any Parquet table of files, optionally against a persisted index.
+
+    starflow dedup --input files.parquet --output out/                 # full run; index in out/index
+    starflow dedup --input new/ --output out2/ --index out/index       # new batch vs the index
+
+Writes ``OUTPUT/kept.parquet`` (kept input rows), ``OUTPUT/clusters.parquet`` (``cluster_id,
+repo_name, path, kept`` plus ``reason`` and ``new``), ``OUTPUT/rejected.parquet`` and, with
+``--index``, ``OUTPUT/superseded.parquet`` (indexed files that a better new copy replaces),
+then prints a one-line JSON summary.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import pyarrow as pa
+import typer
+
+from flows.cli.common import fail, load
+from ray_tasks.dedup.stage import REQUIRED_COLUMNS
+from ray_tasks.tables import AtomicDir, read_table, write_parquet_atomic
+
+
+def read_input(path: Path) -> pa.Table:
+    """One table from a Parquet file or every ``*.parquet`` under a folder (sorted by path)."""
+    if not path.exists():
+        raise ValueError(f"{path}: no such file or folder")
+    files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
+    if not files:
+        raise ValueError(f"{path}: no .parquet files in this folder")
+    tables = [read_table(f, required=REQUIRED_COLUMNS) for f in files]
+    return pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+
+
+def dedup_command(
+    input: Annotated[Path, typer.Option("--input", "-i", help="Parquet file or folder of them (columns repo_name, path, content)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="folder for kept.parquet, clusters.parquet, rejected.parquet")],
+    index: Annotated[Path | None, typer.Option("--index", help="LSH index to deduplicate against and extend (created if absent); default OUTPUT/index, fresh")] = None,
+    executor: Annotated[str | None, typer.Option("--executor", help="auto | ray | local (default: params dedup.executor, auto: Ray from dedup.ray_min_mb of content)")] = None,
+    no_ray: Annotated[bool, typer.Option("--no-ray", help="same as --executor local")] = False,
+    params_path: Annotated[Path, typer.Option("--params", help="params.yaml with the dedup section (defaults if absent)")] = Path("params.yaml"),
+) -> None:
+    """Exact + MinHash near-dedup of a Parquet table; prints {files_in, exact_removed, near_removed, ...}."""
+    from flows.dedup import dedup_config, executor_context
+    from ray_tasks.dedup.stage import content_bytes, dedup
+
+    params = load(params_path, missing_ok=True)
+    try:
+        table = read_input(input)
+    except ValueError as exc:
+        fail(exc)
+    cfg = dedup_config(params.dedup)
+    try:
+        use_ray, running = executor_context(params, content_bytes(table), "local" if no_ray else executor)
+    except ValueError as exc:
+        fail(exc)
+
+    def run(index_dir: Path):
+        with running:
+            return dedup(table, index_dir, cfg, use_ray=use_ray, origin=str(input))
+
+    try:
+        with AtomicDir(output) as out:
+            result = run(index if index is not None else out / "index")
+            write_parquet_atomic(result.kept, out / "kept.parquet")
+            write_parquet_atomic(result.clusters, out / "clusters.parquet")
+            write_parquet_atomic(result.rejected, out / "rejected.parquet")
+            if index is not None:
+                write_parquet_atomic(result.superseded, out / "superseded.parquet")
+    except ValueError as exc:
+        fail(exc)
+    s = result.stats
+    typer.echo(json.dumps({"files_in": s["files_in"], "exact_removed": s["exact_removed"], "near_removed": s["near_removed"],
+                           "files_kept": s["files_kept"], "superseded": s["superseded_in_index"], "clusters": s["clusters"], "ray": use_ray}))

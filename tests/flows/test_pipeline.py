@@ -1,0 +1,163 @@
+"""The whole DAG end to end in a fresh workspace: real Prefect, Ray, DeepSpeed, MLflow and DVC.
+
+One workspace walks through the acceptance story in order: a first `starflow run`
+executes every stage; a second runs none; a changed `train` param re-runs only
+train and evaluate; `dvc repro` drives the same stages through `starflow stage`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import make_corpus
+from flows.config import parse_params
+
+pytestmark = pytest.mark.slow
+
+from tests.paths import ROOT  # noqa: E402
+BIN = Path(sys.executable).parent
+STAGES = ["ingest", "dedup", "curate", "tokenize", "train", "evaluate"]
+
+TINY_PARAMS = {
+    "ingest": {"sources": [{"kind": "directory", "path": "corpus"},
+                           {"kind": "python_env", "distributions": ["six", "idna"], "max_files_per_repo": 6}]},
+    "tokenize": {"vocab_size": 512, "min_frequency": 1, "seq_len": 64, "seq_len_stage2": 128, "val_fraction": 0.2,
+                 "fim_eval_examples": 10},
+    "train": {"model": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+                        "num_key_value_heads": 2, "intermediate_size": 256, "max_position_embeddings": 256,
+                        "sliding_window": 32},
+              "max_steps": 30, "warmup_steps": 3, "eval_every": 10, "eval_batches": 4, "checkpoint_every": 15,
+              "micro_batch_size": 8, "lr": 0.003,
+              "stage2": {"max_steps": 4, "micro_batch_size": 2, "eval_every": 2, "checkpoint_every": 4}},
+    "evaluate": {"perplexity_batches": 4, "humaneval": {"limit": 6, "max_new_tokens": 16, "batch_size": 6},
+                 "fim": {"limit": 8, "max_new_tokens": 8}},
+    "ray": {"num_cpus": 2, "object_store_memory_mb": 256},
+}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    ws = tmp_path_factory.mktemp("ws")
+    for item in ["dvc.yaml", "constraints.txt", "flows", "ray_tasks", "models"]:
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, ws / item)
+    make_corpus(ws / "corpus")
+    # DVC reads every section a stage names, so the workspace gets the full resolved tree.
+    (ws / "params.yaml").write_text(yaml.safe_dump(parse_params(TINY_PARAMS).model_dump(mode="json"), sort_keys=False))
+    _sh(ws, "starflow", "init")
+    return ws
+
+
+def _env(ws: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}:{env['PATH']}"
+    env["PREFECT_HOME"] = str(ws / ".prefect-home")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("STARFLOW_MLFLOW_PARENT_RUN_ID", None)
+    return env
+
+
+def _sh(ws: Path, *cmd: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    exe = str(BIN / cmd[0]) if (BIN / cmd[0]).exists() else cmd[0]
+    proc = subprocess.run([exe, *cmd[1:]], cwd=ws, env=_env(ws), capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+    return proc
+
+
+def _run(ws: Path) -> dict:
+    _sh(ws, "starflow", "run")
+    return json.loads((ws / ".starflow" / "last_run.json").read_text())
+
+
+def _mlflow(ws: Path):
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(f"sqlite:///{ws / 'mlflow.db'}")
+    return MlflowClient()
+
+
+def test_first_run_executes_every_stage(workspace):
+    summary = _run(workspace)
+    assert summary["ran"] == STAGES and summary["skipped"] == []
+    assert summary["dvc_pushed"] > 0 and any((workspace / ".dvc_remote").rglob("*"))
+
+    lock = yaml.safe_load((workspace / "dvc.lock").read_text())
+    assert list(lock["stages"]) == STAGES
+
+    metrics = {s: json.loads((workspace / "metrics" / f"{s}.json").read_text()) for s in STAGES}
+    assert metrics["ingest"]["rejected_by_reason"] == {"binary": 1}  # latin1.py decodes with a detected encoding
+    assert metrics["ingest"]["non_utf8_files"] == 1
+    assert metrics["dedup"]["rejected_by_reason"]["exact_duplicate"] >= 5  # shared.py in 6 repos
+    assert metrics["curate"]["rejected_by_reason"]["license:non_permissive"] == 2  # copyleft/COPYING + main.py
+    assert metrics["tokenize"]["val_repositories"] >= 1
+    assert metrics["train"]["val_loss_after"] < metrics["train"]["val_loss_before"]
+    assert metrics["evaluate"]["selfcheck_pass@1"] == 1.0
+    assert 0.0 <= metrics["evaluate"]["humaneval"]["pass@1"] <= 1.0
+    assert 0 < metrics["evaluate"]["fim_examples"] <= 8 and 0.0 <= metrics["evaluate"]["fim_exact_match"] <= 1.0
+    manifest = json.loads((workspace / "data" / "tokenize" / "manifest.json").read_text())
+    split = json.loads((workspace / "data" / "tokenize" / "split.json").read_text())
+    assert not set(split["train"]) & set(split["val"]) and manifest["fim"]["fim_fragments"] > 0
+
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(workspace / "data" / "train" / "model")
+    assert type(model).__name__ == "Starcoder2ForCausalLM"
+
+
+def test_mlflow_has_parent_children_and_challenger(workspace):
+    client = _mlflow(workspace)
+    summary = json.loads((workspace / ".starflow" / "last_run.json").read_text())
+    parent = client.get_run(summary["mlflow_parent_run_id"])
+    assert parent.info.status == "FINISHED" and parent.data.tags.get("prefect.flow_run_id")
+    exp = parent.info.experiment_id
+    children = client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(r.data.tags["starflow.stage"] for r in children) == sorted(STAGES)
+    train_run = next(r for r in children if r.data.tags["starflow.stage"] == "train")
+    assert train_run.data.params["train.max_steps"] == "30"
+    assert len(client.get_metric_history(train_run.info.run_id, "train_loss")) == 30 + 4  # stage 1 + stage 2
+    version = client.get_model_version_by_alias("starflow-coder", "challenger")
+    assert int(version.version) >= 1
+    import mlflow
+
+    served = mlflow.pyfunc.load_model("models:/starflow-coder@challenger")
+    completion = served.predict(["def add(a, b):\n"], params={"max_new_tokens": 5})
+    assert len(completion) == 1 and isinstance(completion[0], str) and completion[0]
+
+
+def test_unchanged_rerun_executes_nothing(workspace):
+    summary = _run(workspace)
+    assert summary["ran"] == [] and summary["skipped"] == STAGES
+
+
+def test_changed_train_params_rerun_only_train_and_evaluate(workspace):
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["train"]["max_steps"] = 20
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    summary = _run(workspace)
+    assert summary["ran"] == ["train", "evaluate"]
+    train_metrics = json.loads((workspace / "metrics" / "train.json").read_text())
+    assert train_metrics["stage1"]["steps"] == 20 and train_metrics["steps"] == 24
+
+
+def test_dvc_repro_drives_the_same_stages(workspace):
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["evaluate"]["humaneval"]["max_new_tokens"] = 8
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    proc = _sh(workspace, "dvc", "repro")
+    out = proc.stdout + proc.stderr
+    assert "Running stage 'evaluate'" in out
+    assert "Running stage 'train'" not in out
+    assert "up to date" in _sh(workspace, "dvc", "status").stdout
+    client = _mlflow(workspace)
+    runs = client.search_runs([client.get_experiment_by_name("starflow").experiment_id],
+                              "tags.`starflow.stage` = 'evaluate'")
+    assert len(runs) == 3

@@ -1,0 +1,294 @@
+import json
+import random
+import re
+
+import numpy as np
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ray_tasks.dedup.stage import DedupConfig, dedup, exact_dedup
+from ray_tasks.dedup.minhash import MinHashConfig, _token_hashes, candidate_probability, exact_jaccard, signatures, token_hash
+from ray_tasks.dedup.lsh import LshPlan, connected_labels
+from benchmarks.near_dedup_corpus import jaccard_pairs, make_corpus, read_sources
+
+# Small batches and partitions so that even tiny tables exercise several map and reduce tasks.
+CFG = DedupConfig(plan=LshPlan(batch_size=7, batch_bytes=1 << 20, num_partitions=3))
+
+
+def _table(rows):
+    return pa.Table.from_pylist(rows)
+
+
+def _words(n, tag, rng):
+    return [f"{tag}{rng.getrandbits(32):x}" for _ in range(n)]
+
+
+def _pair_at(j_target, n=400, seed=0):
+    """Two texts of distinct words whose 5-gram Jaccard is close to ``j_target`` (exact value returned)."""
+    rng = random.Random(seed)
+    a = _words(n, "a", rng)
+    # Keeping the first k words shares k-4 shingles out of 2(n-4)-(k-4): solve for k.
+    s = n - 4
+    k = int(round(2 * s * j_target / (1 + j_target))) + 4
+    b = a[:k] + _words(n - k, "b", rng)
+    ta, tb = " ".join(a), " ".join(b)
+    return ta, tb, exact_jaccard(ta, tb)
+
+
+def _kept(result):
+    return sorted(zip(result.kept.column("repo_name").to_pylist(), result.kept.column("path").to_pylist()))
+
+
+# --------------------------------------------------------------------------- exact (skeleton API)
+def test_keeps_one_copy_by_license_then_stars_then_name():
+    rows = [
+        dict(repo_name="b", path="x.py", content="same", length_bytes=4, sha256="h1", license_type="no_license", star_events_count=100),
+        dict(repo_name="a", path="x.py", content="same", length_bytes=4, sha256="h1", license_type="permissive", star_events_count=1),
+        dict(repo_name="c", path="x.py", content="same", length_bytes=4, sha256="h1", license_type="permissive", star_events_count=5),
+        dict(repo_name="a", path="y.py", content="other", length_bytes=5, sha256="h2", license_type="permissive", star_events_count=1),
+    ]
+    kept, rejected = exact_dedup(_table(rows))
+    assert kept.num_rows == 2
+    survivors = {(r["repo_name"], r["sha256"]) for r in kept.to_pylist()}
+    assert survivors == {("c", "h1"), ("a", "h2")}  # permissive beats stars; then more stars wins
+    assert rejected.column("reason").to_pylist() == ["exact_duplicate", "exact_duplicate"]
+    assert set(rejected.column("detail").to_pylist()) == {"c/x.py"}
+
+
+def test_kept_rows_stay_in_input_order_and_empty_input():
+    rows = [dict(repo_name=r, path="p", content=r, length_bytes=1, sha256=r, license_type="permissive") for r in "zyx"]
+    kept, rejected = exact_dedup(_table(rows))
+    assert kept.column("repo_name").to_pylist() == ["z", "y", "x"]
+    assert rejected.num_rows == 0
+    kept, rejected = exact_dedup(_table(rows).slice(0, 0))
+    assert kept.num_rows == 0 and rejected.num_rows == 0
+
+
+# --------------------------------------------------------------------------- shingling and signatures
+def test_tokens_match_the_seeds_unicode_split():
+    texts = ["", "a", "a  b..c", "(x)", "café — naïve “q” 日本語テキスト, 😀 end", "\u00a0nbsp\u2003em ½ ²", "x_y 1.5e3\r\n\tz"]
+    th, doc = _token_hashes(pa.array(texts, pa.large_string()))
+    for i, text in enumerate(texts):
+        expected = [token_hash(t.encode()) for t in re.split(r"\W", text.lower())]
+        assert th[doc == i].tolist() == expected, text
+
+
+def test_signatures_estimate_jaccard_and_short_documents_collapse():
+    cfg = MinHashConfig()
+    ta, tb, j = _pair_at(0.6)
+    sig = signatures(pa.array([ta, tb, "tiny", "a b", ""], pa.large_string()), cfg)
+    assert sig.shape == (5, 250) and sig.dtype == np.uint32
+    assert abs((sig[0] == sig[1]).mean() - j) < 0.1  # 250 permutations: standard error ~0.03
+    # Fewer than 5 tokens: no shingles, the all-MAX signature (the seed's quirk), so they share every band.
+    assert (sig[2:] == 0xFFFFFFFF).all()
+    assert np.array_equal(signatures(pa.array([ta], pa.large_string()), cfg)[0], sig[0])  # batch-independent
+
+
+def test_planted_pairs_at_known_jaccard(tmp_path):
+    """Pairs well above the threshold merge; pairs well below stay apart (25 x 10 bands, verified at 0.7)."""
+    rows, expect = [], {}
+    for i, target in enumerate([1.0, 0.95, 0.9, 0.85, 0.5, 0.4, 0.2]):
+        ta, tb, j = _pair_at(target, seed=i)
+        assert abs(j - target) < 0.02
+        rows += [dict(repo_name=f"r{i}a", path="f.py", content=ta), dict(repo_name=f"r{i}b", path="f.py", content=tb)]
+        expect[i] = j >= 0.8
+    assert candidate_probability(0.85, MinHashConfig()) > 0.99 > 0.03 > candidate_probability(0.5, MinHashConfig())
+    r = dedup(_table(rows), tmp_path / "pairs", CFG)
+    cid = dict(zip(r.clusters.column("repo_name").to_pylist(), r.clusters.column("cluster_id").to_pylist()))
+    for i, dup in expect.items():
+        assert (cid.get(f"r{i}a", -1) == cid.get(f"r{i}b", -2)) == dup, (i, dup)
+    assert r.stats["exact_removed"] == 1 and r.stats["near_removed"] == 3
+
+
+def test_union_find_labels_are_the_smallest_member():
+    parent = np.arange(8)
+    edges = np.array([[5, 7], [7, 6], [3, 1], [6, 2]])
+    assert connected_labels(parent, edges).tolist() == [0, 1, 2, 1, 4, 2, 2, 2]
+    # Starting from earlier labels (an index) and joining two old components through a new node.
+    old = np.array([0, 0, 2, 2, 4])
+    assert connected_labels(old, np.array([[4, 3], [4, 1]])).tolist() == [0, 0, 0, 0, 0]
+
+
+# --------------------------------------------------------------------------- which copy survives
+def test_cluster_keeps_the_seed_order_license_stars_forks_dates_then_name(tmp_path):
+    ta, tb, _ = _pair_at(0.95, seed=3)
+    base = dict(path="f.py", content=ta)
+
+    def winner(rows):
+        r = dedup(_table(rows), tmp_path / f"w{len(list(tmp_path.iterdir()))}", CFG)
+        return r.kept.column("repo_name").to_pylist()
+
+    mk = lambda name, content=tb, **kw: dict(base, repo_name=name, content=content, **kw)  # noqa: E731
+    defaults = dict(license_type="permissive", star_events_count=1, fork_events_count=1,
+                    revision_date="2020-01-01", visit_date="2023-01-01")
+    assert winner([mk("a", ta, **{**defaults, "license_type": "no_license", "star_events_count": 99}),
+                   mk("b", **defaults)]) == ["b"]
+    assert winner([mk("a", ta, **defaults), mk("b", **{**defaults, "star_events_count": 2})]) == ["b"]
+    assert winner([mk("a", ta, **defaults), mk("b", **{**defaults, "fork_events_count": 2})]) == ["b"]
+    assert winner([mk("a", ta, **defaults), mk("b", **{**defaults, "revision_date": "2021-01-01"})]) == ["b"]
+    assert winner([mk("a", ta, **defaults), mk("b", **{**defaults, "visit_date": "2024-01-01"})]) == ["b"]
+    assert winner([mk("b", ta, **defaults), mk("a", **defaults)]) == ["a"]  # deterministic fallback: name
+
+
+def test_identical_repositories_are_removed_whole(tmp_path):
+    rng = random.Random(7)
+    files = {f"m{i}.py": " ".join(_words(50, f"f{i}", rng)) for i in range(3)}
+    rows = []
+    for repo, lic in (("orig", "permissive"), ("clone", "no_license")):
+        rows += [dict(repo_name=repo, path=p, content=c, license_type=lic) for p, c in files.items()]
+    # A repository sharing one file but not its tree is not a repository duplicate.
+    rows.append(dict(repo_name="partial", path="m0.py", content=files["m0.py"], license_type="permissive"))
+    rows.append(dict(repo_name="partial", path="own.py", content=" ".join(_words(50, "own", rng)), license_type="permissive"))
+    r = dedup(_table(rows), tmp_path / "idx", CFG)
+    reasons = {(x["repo_name"], x["path"]): x["reason"] for x in r.rejected.to_pylist()}
+    assert {k: v for k, v in reasons.items() if k[0] == "clone"} == {("clone", p): "exact_duplicate_repo" for p in files}
+    assert reasons[("partial", "m0.py")] == "exact_duplicate"
+    assert ("partial", "own.py") in _kept(r)
+    assert r.stats["exact_repo_removed"] == 3 and r.stats["exact_removed"] == 4
+
+
+# --------------------------------------------------------------------------- incremental
+def _corpus(n, seed):
+    # A pinned distribution's files, so the corpus is the same in every fresh environment.
+    import pygments
+
+    sources = read_sources(root=Path(pygments.__file__).parent, limit=150, max_bytes=8 * 1024)
+    return make_corpus(sources, n_files=n, seed=seed, files_per_repo=10,
+                       near_fraction=0.3, exact_fraction=0.1, repo_clone_fraction=0.1)
+
+
+def test_incremental_batch_gives_the_full_runs_kept_set(tmp_path):
+    table = _corpus(300, seed=5)
+    repos = sorted(set(table.column("repo_name").to_pylist()))
+    new_repos = set(repos[:: 10])  # ~10% of the repositories arrive later
+    is_new = pa.array([r in new_repos for r in table.column("repo_name").to_pylist()])
+    old, new = table.filter(pa.compute.invert(is_new)), table.filter(is_new)
+    full = dedup(table, tmp_path / "full", CFG)
+    first = dedup(old, tmp_path / "inc", CFG)
+    second = dedup(new, tmp_path / "inc", CFG)
+    superseded = set(zip(second.superseded.column("repo_name").to_pylist(), second.superseded.column("path").to_pylist()))
+    incremental = sorted((set(_kept(first)) - superseded) | set(_kept(second)))
+    assert incremental == _kept(full)
+    assert second.stats["superseded_in_index"] > 0  # the batch replaced indexed files, repositories included
+    assert "exact_duplicate_repo" in second.superseded.column("reason").to_pylist()
+    # Only the new batch was hashed: signatures for its distinct, not-yet-indexed contents.
+    assert 0 < second.stats["signatures_computed"] <= new.num_rows
+    assert second.stats["index_docs"] == table.num_rows
+    assert full.stats["near_removed"] > 0 and full.stats["exact_repo_removed"] > 0
+
+
+def test_new_better_copy_supersedes_the_indexed_one(tmp_path):
+    ta, tb, _ = _pair_at(0.9, seed=11)
+    dedup(_table([dict(repo_name="old", path="f.py", content=ta, license_type="no_license")]), tmp_path / "idx", CFG)
+    r = dedup(_table([dict(repo_name="new", path="f.py", content=tb, license_type="permissive")]), tmp_path / "idx", CFG)
+    assert _kept(r) == [("new", "f.py")]
+    assert r.superseded.to_pylist() == [{"repo_name": "old", "path": "f.py", "reason": "near_duplicate", "detail": "new/f.py"}]
+
+
+def test_index_refuses_other_parameters(tmp_path):
+    dedup(_table([dict(repo_name="a", path="f.py", content="x y z w v u")]), tmp_path / "idx", CFG)
+    other = DedupConfig(minhash=MinHashConfig(seed=1), plan=CFG.plan)
+    with pytest.raises(ValueError, match="meta.json: index built with"):
+        dedup(_table([dict(repo_name="b", path="f.py", content="x y z w v u")]), tmp_path / "idx", other)
+
+
+def test_missing_columns_name_the_origin(tmp_path):
+    with pytest.raises(ValueError, match=r"in\.parquet: missing required columns \['content'\]"):
+        dedup(_table([dict(repo_name="a", path="p")]), tmp_path / "idx", CFG, origin="in.parquet")
+
+
+# --------------------------------------------------------------------------- quality on real code
+def test_decisions_agree_with_exact_jaccard_on_real_code(tmp_path):
+    sources = read_sources(limit=400, max_bytes=16 * 1024)
+    pairs = jaccard_pairs(sources, 250, seed=2, rates=(0.0, 0.9))
+    rows = []
+    for i, (a, b) in enumerate(pairs):
+        rows += [dict(repo_name=f"p{i:04d}a", path="f.py", content=a), dict(repo_name=f"p{i:04d}b", path="f.py", content=b)]
+    r = dedup(_table(rows), tmp_path / "idx", DedupConfig())
+    cid = dict(zip(r.clusters.column("repo_name").to_pylist(), r.clusters.column("cluster_id").to_pylist()))
+    j = np.array([exact_jaccard(a, b) for a, b in pairs])
+    dup = np.array([cid.get(f"p{i:04d}a", -1) == cid.get(f"p{i:04d}b", -2) for i in range(len(pairs))])
+    pos, neg = j >= 0.8, j <= 0.6
+    assert pos.sum() >= 50 and neg.sum() >= 20
+    tp, fp, fn = (dup & pos).sum(), (dup & neg).sum(), (~dup & pos).sum()
+    assert tp / (tp + fp) >= 0.95 and tp / (tp + fn) >= 0.95
+
+
+# --------------------------------------------------------------------------- Ray, determinism, CLI
+def test_ray_and_local_runs_are_identical(tmp_path, ray_session):
+    table = _corpus(200, seed=9)
+    # As read from several Parquet files: batches are cut across chunk boundaries.
+    table = pa.concat_tables([table.slice(0, 61), table.slice(61, 0), table.slice(61, 70), table.slice(131)])
+    assert table.column("content").num_chunks > 2
+    local = dedup(table, tmp_path / "a", CFG, use_ray=False)
+    again = dedup(table, tmp_path / "b", CFG, use_ray=False)
+    on_ray = dedup(table, tmp_path / "c", CFG, use_ray=True)
+    for other in (again, on_ray):
+        assert other.kept.equals(local.kept)
+        assert other.clusters.equals(local.clusters)
+        assert other.rejected.equals(local.rejected)
+        assert other.stats == local.stats
+    for name in ("keys-00.npy", "ids-02.npy", "sig-00000.npy"):
+        assert np.array_equal(np.load(tmp_path / "a" / "seg-00000" / name), np.load(tmp_path / "c" / "seg-00000" / name))
+
+
+def test_cli_dedup_writes_kept_and_clusters_then_extends_the_index(tmp_path):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    table = _corpus(120, seed=4)
+    half = table.num_rows // 2
+    pq.write_table(table.slice(0, half), tmp_path / "old.parquet")
+    (tmp_path / "new").mkdir()
+    pq.write_table(table.slice(half), tmp_path / "new" / "part-0.parquet")
+    runner = CliRunner()
+    res = runner.invoke(app, ["dedup", "--input", str(tmp_path / "old.parquet"), "--output", str(tmp_path / "out"),
+                              "--no-ray", "--params", str(tmp_path / "none.yaml")])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    kept = pq.read_table(tmp_path / "out" / "kept.parquet")
+    clusters = pq.read_table(tmp_path / "out" / "clusters.parquet")
+    assert summary["files_in"] == half == kept.num_rows + summary["exact_removed"] + summary["near_removed"]
+    assert clusters.column_names[:4] == ["cluster_id", "repo_name", "path", "kept"]
+    assert set(kept.column_names) >= {"repo_name", "path", "content", "planted"}
+    res = runner.invoke(app, ["dedup", "--input", str(tmp_path / "new"), "--output", str(tmp_path / "out2"),
+                              "--index", str(tmp_path / "out" / "index"), "--executor", "local", "--params", str(tmp_path / "none.yaml")])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["files_in"] == table.num_rows - half and summary["ray"] is False
+    assert (tmp_path / "out2" / "superseded.parquet").exists()
+
+
+def test_cli_dedup_bad_input_names_the_file(tmp_path):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    (tmp_path / "broken.parquet").write_bytes(b"not parquet")
+    pq.write_table(pa.table({"repo_name": ["a"], "text": ["x"]}), tmp_path / "nocontent.parquet")
+    runner = CliRunner()
+    for name, msg in (("broken.parquet", "not a readable Parquet file"), ("nocontent.parquet", "missing required columns")):
+        res = runner.invoke(app, ["dedup", "--input", str(tmp_path / name), "--output", str(tmp_path / "o"), "--no-ray"])
+        assert res.exit_code == 2
+        assert name in res.output and msg in " ".join(res.output.split())
+    assert not (tmp_path / "o").exists()
+    pq.write_table(_corpus(10, seed=1), tmp_path / "ok.parquet")
+    res = runner.invoke(app, ["dedup", "--input", str(tmp_path / "ok.parquet"), "--output", str(tmp_path / "o"), "--executor", "spark"])
+    assert res.exit_code == 2 and "executor must be auto, ray or local" in res.output
+
+
+def test_auto_executor_starts_ray_only_when_it_pays_off():
+    from ray_tasks.dedup.stage import wants_ray
+
+    mb = 2**20
+    assert not wants_ray(100 * mb, "auto", None, ray_min_mb=1024, ray_up=False)  # a laptop corpus: one process
+    assert wants_ray(2048 * mb, "auto", None, ray_min_mb=1024, ray_up=False)
+    assert wants_ray(1, "auto", None, ray_min_mb=1024, ray_up=True)  # already up: free to use
+    assert wants_ray(1, "auto", "ray://head:10001", ray_min_mb=1024)  # a cluster is always used
+    assert wants_ray(1, "ray") and not wants_ray(10**12, "local")
+    with pytest.raises(ValueError, match="executor"):
+        wants_ray(1, "threads")

@@ -1,0 +1,73 @@
+from email.message import Message
+
+from tests.conftest import GPL, MIT
+from ray_tasks.ingest.licenses import (
+    NO_LICENSE, NON_PERMISSIVE, PERMISSIVE, classify, is_license_file, licenses_from_metadata, licenses_from_text,
+    permissive_licenses, scan_repository, spdx_from_expression,
+)
+
+APACHE_NOTICE = """Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+"""
+
+
+def _meta(**fields) -> Message:
+    m = Message()
+    for k, v in fields.items():
+        for item in v if isinstance(v, list) else [v]:
+            m[k.replace("_", "-")] = item
+    return m
+
+
+def test_classify_follows_the_papers_algorithm():
+    assert classify(["MIT"]) == PERMISSIVE
+    assert classify(["MIT", "Apache-2.0"]) == PERMISSIVE
+    assert classify([]) == NO_LICENSE
+    assert classify(["GPL-3.0-only"]) == NON_PERMISSIVE
+    assert classify(["MIT", "MPL-2.0"]) == NON_PERMISSIVE  # any non-permissive taints the file
+    # An unknown reference next to a permissive license is ignored; alone it is non-permissive.
+    assert classify(["MIT", "LicenseRef-scancode-unknown-license-reference"]) == PERMISSIVE
+    assert classify(["LicenseRef-scancode-unknown-license-reference"]) == NON_PERMISSIVE
+    # CLAs and disclaimers alone mean no license.
+    assert classify(["LicenseRef-scancode-generic-cla"]) == NO_LICENSE
+    # A declared (GitHub) license decides first: permissive overrides detected copyleft.
+    assert classify(["GPL-3.0-only"], declared=["MIT"]) == PERMISSIVE
+    assert classify(["MIT"], declared=["GPL-2.0-only"]) == NON_PERMISSIVE
+    assert classify([], declared=["NOASSERTION"]) == NON_PERMISSIVE
+    assert len(permissive_licenses()) > 800  # ScanCode's Permissive + Public Domain categories
+
+
+def test_scancode_on_real_license_texts():
+    assert licenses_from_text(MIT) == {"MIT"}
+    assert licenses_from_text(GPL) == {"GPL-3.0-only"}
+    assert licenses_from_text(APACHE_NOTICE) == {"Apache-2.0"}
+    assert licenses_from_text("def f():\n    return 1\n") == set()
+
+
+def test_metadata_precedence():
+    assert licenses_from_metadata(_meta(License_Expression="MIT OR Apache-2.0", License="GPL")) == {"MIT", "Apache-2.0"}
+    assert licenses_from_metadata(_meta(Classifier=["License :: OSI Approved :: BSD License"])) == {"BSD-3-Clause"}
+    assert licenses_from_metadata(_meta(License="Apache 2.0")) == {"Apache-2.0"}
+    assert licenses_from_metadata(_meta(License="UNKNOWN")) == set()
+    assert spdx_from_expression("(MIT AND BSD-3-Clause) OR GPL-2.0+ WITH Classpath-exception-2.0") == {
+        "MIT", "BSD-3-Clause", "GPL-2.0", "Classpath-exception-2.0"}
+
+
+def test_license_file_names():
+    for name in ["LICENSE", "LICENSE.txt", "COPYING", "license-mit", "NOTICE", "README.md", "COPYING.LESSER"]:
+        assert is_license_file(name), name
+    assert not is_license_file("setup.py") and not is_license_file("licensing.py")
+
+
+def test_scan_repository_propagates_by_directory():
+    texts = {"LICENSE": MIT, "src/a.py": "x = 1", "third_party/gpl/COPYING": GPL, "third_party/gpl/b.c": "int b;",
+             "docs/README.md": "# Docs\n\n" + APACHE_NOTICE}
+    found = scan_repository(list(texts), texts.get)
+    assert found.files == {"LICENSE": ["MIT"], "third_party/gpl/COPYING": ["GPL-3.0-only"], "docs/README.md": ["Apache-2.0"]}
+    assert found.detected_for("src/a.py") == ["MIT"]
+    assert found.detected_for("third_party/gpl/b.c") == ["GPL-3.0-only", "MIT"]
+    assert found.type_for("src/a.py") == PERMISSIVE and found.type_for("third_party/gpl/b.c") == NON_PERMISSIVE
+    assert found.repo_type == PERMISSIVE

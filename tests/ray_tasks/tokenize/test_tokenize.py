@@ -1,0 +1,188 @@
+"""Tokenize stage: tokenizer, repository documents, FIM layout and rates, shards, determinism."""
+
+import inspect
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import ray_tasks.tokenize.stage as prep
+from ray_tasks.tokenize.fim import FimCounts, FimIds, document_parts, fim_parts
+from ray_tasks.tokenize.split import split_repositories
+from ray_tasks.tokenize.stage import PrepareConfig, encode_parts, prepare, repository_document
+from ray_tasks.tokenize.tokenizer import SPECIAL_TOKENS, load_tokenizer, train_bpe
+
+SPECIAL = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
+PRE, MID, SUF, SEP, EOT, REPO = (SPECIAL[t] for t in ("<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<file_sep>", "<|endoftext|>", "<repo_name>"))
+
+
+def _real_sources() -> list[str]:
+    import email.message
+    import json as json_mod
+
+    import idna.core
+    import six
+
+    return [inspect.getsource(m) for m in (six, idna.core, json_mod, email.message)]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return train_bpe(_real_sources() * 2, vocab_size=1000, min_frequency=2)
+
+
+def test_special_tokens_take_ids_in_starcoder2_order(tok):
+    assert len(SPECIAL_TOKENS) == 38 and SPECIAL_TOKENS[-4:] == ["<NAME>", "<EMAIL>", "<KEY>", "<PASSWORD>"]
+    assert [tok.token_to_id(t) for t in SPECIAL_TOKENS] == list(range(38))
+    ids = tok.encode("<file_sep>x = 12345").ids
+    assert ids[0] == SEP and [tok.id_to_token(i) for i in ids[-5:]] == list("12345")  # digits split
+
+
+def test_decode_encode_roundtrip_on_real_files(tok, tmp_path):
+    from transformers import AutoTokenizer
+
+    from ray_tasks.tokenize.tokenizer import save_hf_tokenizer
+
+    save_hf_tokenizer(tok, tmp_path, 1024)
+    hf = AutoTokenizer.from_pretrained(tmp_path)
+    for text in _real_sources() + ["émoji 🚀 ünïcode\ttabs\r\nCRLF  trailing  "]:
+        assert tok.decode(tok.encode(text).ids, skip_special_tokens=False) == text
+        assert hf.decode(hf.encode(text, add_special_tokens=False)) == text
+
+
+def test_psm_and_spm_layouts_token_for_token(tok):
+    ids = FimIds(PRE, MID, SUF)
+    text = "path.py\ndef f(a):\n    return a\n"
+    cut = (10, 20)
+    p, m, s = text[:10], text[10:20], text[20:]
+    enc = lambda x: tok.encode(x).ids  # noqa: E731
+    psm, _ = encode_parts(tok, fim_parts(text, cut, False, ids), [None] * 6)
+    spm, _ = encode_parts(tok, fim_parts(text, cut, True, ids), [None] * 6)
+    assert psm.tolist() == [PRE, *enc(p), SUF, *enc(s), MID, *enc(m)]
+    assert spm.tolist() == [PRE, SUF, *enc(s), MID, *enc(p), *enc(m)]
+
+
+def test_document_layouts(tok):
+    files = [("a.py", "A = 1\n", "Python"), ("b.py", "B = 2\n", "Python")]
+    counts = FimCounts()
+    meta = PrepareConfig(repo_metadata_prob=1.0, fim_rate=0.0)
+    parts, langs, with_meta = repository_document("org/r", files, meta, SPECIAL, counts)
+    ids, per_lang = encode_parts(tok, parts, langs)
+    text = tok.decode(ids.tolist(), skip_special_tokens=False)
+    assert with_meta and text.startswith("<repo_name>org/r<file_sep>") and text.endswith("<|endoftext|>")
+    assert "<file_sep>a.py\nA = 1\n" in text and "<file_sep>b.py\nB = 2\n" in text
+    bare, _, _ = repository_document("org/r", files, PrepareConfig(repo_metadata_prob=0.0, fim_rate=0.0), SPECIAL, counts)
+    assert bare[0] == SEP and "a.py\nA = 1\n" not in bare and bare[-1] == EOT
+    assert per_lang["Python"] > 0 and per_lang["metadata"] > 0
+    # Every file of a FIM'd document: <file_sep><fim_prefix>...; metadata is never transformed.
+    fim_all = PrepareConfig(repo_metadata_prob=1.0, fim_rate=1.0, fim_fragment_rate=1.0, fim_spm_rate=0.0)
+    parts, _, _ = repository_document("org/r", files, fim_all, SPECIAL, counts)
+    assert parts[:2] == [REPO, "org/r"] and parts.count(PRE) == 2
+    assert all(parts[i + 1] == PRE for i, p in enumerate(parts) if p == SEP)
+
+
+def test_measured_rates_match_params_over_10k_documents():
+    cfg = PrepareConfig(repo_metadata_prob=0.5, fim_rate=0.5, fim_fragment_rate=0.5, fim_spm_rate=0.5)
+    counts, with_meta = FimCounts(), 0
+    files = [(f"f{i}.py", f"x{i} = {i}\n", "Python") for i in range(4)]
+    for r in range(10_000):
+        _, _, meta = repository_document(f"repo{r}", files, cfg, SPECIAL, counts)
+        with_meta += meta
+    assert abs(with_meta / 10_000 - 0.5) < 0.02
+    assert abs(counts.fim_documents / counts.documents - 0.5) < 0.02
+    assert abs(counts.fim_fragments / counts.candidate_fragments - 0.5) < 0.02
+    assert abs(counts.spm_fragments / counts.fim_fragments - 0.5) < 0.02
+
+
+def test_split_is_by_repository_and_never_empty():
+    train, val = split_repositories([f"r{i}" for i in range(20)], 0.1, 0)
+    assert len(val) == 2 and not set(train) & set(val) and len(train) + len(val) == 20
+    assert split_repositories(["a", "b"], 0.01, 0)[1]
+
+
+def test_split_takes_a_share_of_the_bytes_when_sizes_are_known():
+    """A few big repositories hold most of the code: validation gets ~10% of the bytes, not of the names."""
+    sizes = {f"big{i}": 1_000_000 for i in range(3)} | {f"small{i}": 1_000 for i in range(30)}
+    train, val = split_repositories(list(sizes), 0.1, 0, sizes)
+    assert not set(train) & set(val) and len(train) + len(val) == 33
+    assert sum(sizes[r] for r in val) <= 0.1 * sum(sizes.values())
+    # The big ones overshoot the budget; the small ones all fit (bar the one kept last for train).
+    assert not any(r.startswith("big") for r in val) and len(val) >= 29
+    # One repository too big for the budget still gives a validation split; train keeps at least one.
+    train, val = split_repositories(["a", "b"], 0.1, 0, {"a": 10, "b": 10})
+    assert len(train) == 1 and len(val) == 1
+
+
+def _corpus(n_repos=8):
+    rows = []
+    for r in range(n_repos):
+        for f in range(3):
+            body = "\n".join(f"def fn_{r}_{f}_{k}(x):\n    return x * {k} + {r}" for k in range(12))
+            rows.append({"repo_name": f"org/repo{r}", "path": f"pkg/m{f}.py", "content": body + "\n",
+                         "language": "Python", "sha256": f"{r}-{f}"})
+    return pa.Table.from_pylist(rows)
+
+
+CFG = PrepareConfig(vocab_size=400, min_frequency=1, seq_len=32, seq_len_stage2=64, val_fraction=0.25,
+                    repos_per_task=3, fim_eval_examples=5, shard_sequences=50)
+
+
+def _shard_bytes(d):
+    return {p.name: p.read_bytes() for p in sorted(d.glob("*.npy"))}
+
+
+def test_prepare_outputs_determinism_and_split(tmp_path, ray_session):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    for d in (a, b, c):
+        d.mkdir()
+    stats = prepare(_corpus(), a, CFG)
+    prepare(_corpus(), b, CFG)
+    prepare(_corpus(), c, CFG, use_ray=True)
+    assert _shard_bytes(a) == _shard_bytes(b) == _shard_bytes(c)  # same seed, with or without Ray
+
+    manifest = json.loads((a / "manifest.json").read_text())
+    split = json.loads((a / "split.json").read_text())
+    assert not set(split["train"]) & set(split["val"])
+    assert manifest["splits"]["val"]["documents"] == len(split["val"]) == 2
+    assert len(manifest["splits"]["train"]["shards"]["stage1"]) > 1  # shard_sequences=50 splits the train set
+    train = np.concatenate([np.load(a / f["file"]) for f in manifest["splits"]["train"]["shards"]["stage1"]])
+    stream = np.load(a / "train.tokens.npy")
+    assert train.shape[1] == 32 and np.array_equal(train.reshape(-1), stream[: train.size])
+    assert np.load(a / "train.stage2.00000.npy").shape[1] == 64
+    assert stats["tokens_per_language"]["Python"] > 0 and stats["val_bytes_per_token"] > 1.0
+
+    examples = [json.loads(line) for line in (a / "fim_eval.jsonl").read_text().splitlines()]
+    contents = {(r["repo_name"], r["path"]): r["content"] for r in _corpus().to_pylist()}
+    assert len(examples) == 5
+    for ex in examples:
+        assert ex["repo_name"] in split["val"]
+        assert ex["prefix"] + ex["middle"] + ex["suffix"] == contents[(ex["repo_name"], ex["path"])]
+        assert "\n" not in ex["middle"]
+
+
+def test_resume_reuses_encoded_chunks_and_given_tokenizer(tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    (tmp_path / "a").mkdir()
+    prepare(_corpus(), tmp_path / "a", CFG, work)
+    calls = []
+    real = prep.encode_chunk
+    monkeypatch.setattr(prep, "encode_chunk", lambda *a: calls.append(1) or real(*a))
+    (tmp_path / "b").mkdir()
+    prepare(_corpus(), tmp_path / "b", CFG, work)
+    assert calls == []  # every chunk came from the cache
+    assert _shard_bytes(tmp_path / "a") == _shard_bytes(tmp_path / "b")
+
+    given = PrepareConfig(**{**CFG.__dict__, "tokenizer_path": str(tmp_path / "a" / "tokenizer")})
+    (tmp_path / "c").mkdir()
+    prepare(_corpus(), tmp_path / "c", given)
+    assert _shard_bytes(tmp_path / "a") == _shard_bytes(tmp_path / "c")
+    with pytest.raises(ValueError, match="does not exist"):
+        load_tokenizer(tmp_path / "nope")
+
+
+def test_bad_inputs_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="empty"):
+        prepare(_corpus().slice(0, 0), tmp_path, CFG)
+    with pytest.raises(ValueError, match="at least 2 repositories"):
+        prepare(_corpus(1), tmp_path, CFG)
