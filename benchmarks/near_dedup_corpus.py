@@ -11,18 +11,23 @@ material. Every generated file is a real file whose lines were mutated:
 * ``exact`` copies are verbatim, and a few repositories are cloned whole under another name.
 
 Everything is drawn from one seeded ``random.Random``, so a (sources, n, seed) triple gives the
-same corpus every time.
+same corpus every time. ``exact_jaccard`` is the ground truth that the MinHash decisions of
+``ray_tasks/dedup`` are scored against (tests/ray_tasks/dedup, benchmarks/dedup.py).
 
     table = make_corpus(read_sources(), n_files=100_000, seed=0)
+    exact_jaccard(a, b, DedupParams())
 """
 
 from __future__ import annotations
 
 import random
+import re
 import sysconfig
 from pathlib import Path
 
 import pyarrow as pa
+
+from ray_tasks.dedup.params import DedupParams
 
 LICENSES = ("permissive", "permissive", "no_license", "non_permissive")
 
@@ -129,3 +134,21 @@ def jaccard_pairs(sources: list[str], n_pairs: int, seed: int = 0, rates: tuple[
     rng = random.Random(seed)
     picks = rng.sample(range(len(sources)), min(n_pairs, len(sources)))
     return [(sources[i], mutate_lines(sources[i], rng.uniform(*rates), rng)) for i in picks]
+
+
+# --------------------------------------------------------------------------- ground truth
+def seed_shingles(text: str, ngram_size: int, min_tokens: int) -> set[str]:
+    """The seed's shingle set in plain Python: ``re.split(r'\\W', text.lower())``, word n-grams
+    joined by spaces, none for a document of fewer than ``min_tokens`` tokens."""
+    tokens = re.split(r"\W", text.lower())
+    if len(tokens) < min_tokens:
+        return set()
+    return {" ".join(tokens[i : i + ngram_size]) for i in range(max(len(tokens) - ngram_size + 1, 1))}
+
+
+def exact_jaccard(a: str, b: str, params: DedupParams) -> float:
+    """Exact Jaccard similarity of the two texts' seed shingles (1.0 when neither has any)."""
+    sa, sb = (seed_shingles(t, params.ngram_size, params.min_tokens) for t in (a, b))
+    if not sa and not sb:
+        return 1.0
+    return len(sa & sb) / len(sa | sb)

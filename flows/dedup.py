@@ -3,12 +3,13 @@
 Outputs in ``data/dedup/``: ``files.parquet`` (kept rows), ``rejected.parquet`` (with the kept
 copy in ``detail``), ``clusters.parquet`` (every member of every merged cluster) and
 ``index/`` (the LSH index that later batches are deduplicated against: ``starflow dedup
---index data/dedup/index``).
+--index data/dedup/index``). The contract is ``ray_tasks/dedup/__init__.py``; the work is
+``ray_tasks.dedup.stage.dedup``, on Ray or in this process as ``params.ray`` decides
+(``executor_session``, ``ray_tasks/executor.py``), with the same outputs either way.
 """
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,32 +17,14 @@ import pyarrow.compute as pc
 from prefect import flow, get_run_logger
 
 from flows import tracking
-from flows.config import DedupParams, Params
+from flows.config import Params
 from flows.workspace import FILES, REJECTED, stage_dir
-from ray_tasks.dedup.stage import DedupConfig, DedupResult, content_bytes, dedup, wants_ray
-from ray_tasks.dedup.minhash import MinHashConfig
-from ray_tasks.dedup.lsh import LshPlan
-from ray_tasks.executor import ray_running
+from ray_tasks.dedup.stage import DedupResult, content_bytes, dedup
+from ray_tasks.executor import executor_session
 from ray_tasks.tables import AtomicDir, read_table, reason_counts, write_parquet_atomic
 
 CLUSTERS = "clusters.parquet"
 INDEX = "index"
-
-
-def dedup_config(p: DedupParams) -> DedupConfig:
-    return DedupConfig(
-        minhash=MinHashConfig(ngram_size=p.ngram_size, num_perm=p.num_perm, bands=p.bands, rows=p.rows,
-                              threshold=p.threshold, seed=p.seed, min_tokens=p.min_tokens),
-        plan=LshPlan(batch_size=p.batch_size, batch_bytes=p.batch_bytes, num_partitions=p.num_partitions),
-    )
-
-
-def executor_context(params: Params, n_bytes: int, executor: str | None = None) -> tuple[bool, contextlib.AbstractContextManager]:
-    """(use Ray?, the context that starts and stops it when this run needs it)."""
-    use_ray = wants_ray(n_bytes, executor or params.dedup.executor, params.ray.address, params.dedup.ray_min_mb)
-    if not use_ray:
-        return False, contextlib.nullcontext()
-    return True, ray_running(params.ray.address, params.ray.num_cpus, params.ray.object_store_memory_mb)
 
 
 def largest_clusters(clusters: pa.Table, top: int = 10) -> list[dict]:
@@ -84,13 +67,11 @@ def dedup_flow(params: Params, parent_run_id: str | None = None) -> dict:
         src = stage_dir("ingest") / FILES
         files = read_table(src)
         n_bytes = content_bytes(files)
-        use_ray, running = executor_context(params, n_bytes)
-        log.info("dedup: %d files, %.1f MB, %s", files.num_rows, n_bytes / 2**20, "on Ray" if use_ray else "in this process")
-        with running:
-            with AtomicDir(stage_dir("dedup")) as out:
-                # The index is built fresh inside the new output folder: a full run.
-                result = dedup(files, out / INDEX, dedup_config(params.dedup), use_ray=use_ray, origin=str(src))
-                write_outputs(result, out)
+        with executor_session(params.ray, n_bytes) as use_ray, AtomicDir(stage_dir("dedup")) as out:
+            log.info("dedup: %d files, %.1f MB, %s", files.num_rows, n_bytes / 2**20, "on Ray" if use_ray else "in this process")
+            # The index is built fresh inside the new output folder: a full run.
+            result = dedup(files, out / INDEX, params.dedup, use_ray=use_ray, origin=str(src))
+            write_outputs(result, out)
         stats = {
             **result.stats,
             "used_ray": int(use_ray),

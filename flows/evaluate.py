@@ -2,7 +2,9 @@
 
 Before scoring the model, the canonical HumanEval solutions run through the same sandbox
 and must all pass (pass@1 = 1.0): a harness that fails them would report meaningless
-numbers for any model. Every program runs in ``ray_tasks.evaluate.sandbox`` on Ray tasks.
+numbers for any model. Every program runs in ``ray_tasks/evaluate/sandbox.py``, on Ray
+tasks or in this process as ``ray_tasks.executor.executor_session`` decides (``params.ray``;
+the results are the same).
 
 The model is then registered in MLflow with alias ``challenger`` and goes through the
 promotion gate (``flows/promotion.py``): it becomes ``champion`` only if its gate metric
@@ -20,49 +22,41 @@ from prefect import flow, get_run_logger
 
 from flows import tracking
 from flows.config import Params
-from ray_tasks.evaluate.params import EvaluateParams, SandboxParams
 from flows.promotion import CHALLENGER, mark_challenger, run_gate
 from flows.workspace import stage_dir
 from models.generate import generate
 from models.perplexity import perplexity
 from ray_tasks.evaluate import fim_eval
-from ray_tasks.evaluate.code_eval import per_problem, score
+from ray_tasks.evaluate.code_eval import per_problem, score, score_generations
 from ray_tasks.evaluate.humaneval import Problem, load_problems
 from ray_tasks.evaluate.mbpp import load_mbpp
-from ray_tasks.executor import ray_running
-from ray_tasks.evaluate.sandbox import SandboxLimits, isolation_report
+from ray_tasks.evaluate.params import EvaluateParams
+from ray_tasks.evaluate.sandbox import isolation_report
+from ray_tasks.executor import executor_session, local_workers
 from ray_tasks.tables import AtomicDir
-
-
-def sandbox_limits(cfg: SandboxParams) -> SandboxLimits:
-    return SandboxLimits(
-        timeout_s=cfg.timeout_s, memory_mb=cfg.memory_mb, file_size_mb=cfg.file_size_mb,
-        max_processes=cfg.max_processes, output_cap_bytes=cfg.output_cap_bytes,
-        max_output_bytes=cfg.max_output_bytes, audit_hook=cfg.audit_hook,
-    )
 
 
 @flow(name="stage-evaluate")
 def evaluate_flow(params: Params, parent_run_id: str | None = None) -> dict:
     log = get_run_logger()
     cfg = params.evaluate
-    limits = sandbox_limits(cfg.sandbox)
     model_dir = str(stage_dir("train") / "model")
     with tracking.stage_run("evaluate", params, parent_run_id) as run:
         ppl = perplexity(model_dir, str(stage_dir("tokenize")), params.train.micro_batch_size, cfg.perplexity_batches)
         problems = load_problems(cfg.humaneval.limit)
         mbpp = load_mbpp(cfg.mbpp.path, cfg.mbpp.limit) if cfg.mbpp.path else []
-        with ray_running(params.ray.address, params.ray.num_cpus, params.ray.object_store_memory_mb):
+        workers = local_workers(params.ray)
+        with executor_session(params.ray) as use_ray:
             canonical, canonical_records = score(
-                problems, [[p.canonical_solution] for p in problems], [1], limits, postprocess=False,
-                workers=cfg.sandbox.workers,
+                problems, [[p.canonical_solution] for p in problems], [1], cfg.sandbox,
+                use_ray=use_ray, local_workers=workers,
             )
             if canonical["pass@1"] != 1.0:
                 failed = [r["task_id"] for r in canonical_records if r["status"] != "passed"]
                 raise RuntimeError(f"sandbox self-check failed: canonical solutions of {failed} did not pass")
-            passk, records = _code_benchmark(model_dir, problems, cfg, limits)
-            mbpp_passk, mbpp_records = _code_benchmark(model_dir, mbpp, cfg, limits) if mbpp else ({}, [])
-            fim_em, fim_records = _fim_exact_match(model_dir, cfg)
+            passk, records = _code_benchmark(model_dir, problems, cfg, use_ray, workers)
+            mbpp_passk, mbpp_records = _code_benchmark(model_dir, mbpp, cfg, use_ray, workers) if mbpp else ({}, [])
+        fim_em, fim_records = _fim_exact_match(model_dir, cfg)
         with AtomicDir(stage_dir("evaluate")) as out:
             _write_jsonl(out / "humaneval_samples.jsonl", records)
             _write_jsonl(out / "humaneval_problems.jsonl", per_problem(records, cfg.humaneval.ks))
@@ -97,8 +91,8 @@ def evaluate_flow(params: Params, parent_run_id: str | None = None) -> dict:
     return stats
 
 
-def _code_benchmark(model_dir: str, problems: list[Problem], cfg: EvaluateParams,
-                    limits: SandboxLimits) -> tuple[dict[str, float], list[dict]]:
+def _code_benchmark(model_dir: str, problems: list[Problem], cfg: EvaluateParams, use_ray: bool,
+                    local_workers: int) -> tuple[dict[str, float], list[dict]]:
     """Generate (the harness's prompts, stop sequences and sampling settings), then execute."""
     he = cfg.humaneval
     stops = sorted({s for p in problems for s in p.stops})
@@ -106,7 +100,8 @@ def _code_benchmark(model_dir: str, problems: list[Problem], cfg: EvaluateParams
         model_dir, [p.generation_prompt(he.strip_prompt) for p in problems], he.max_new_tokens, he.num_samples,
         he.temperature, he.top_p, he.batch_size, seed=he.seed, stop=stops,
     )
-    return score(problems, completions, he.ks, limits, strip_prompt=he.strip_prompt, workers=cfg.sandbox.workers)
+    return score_generations(problems, completions, he.ks, cfg.sandbox, strip_prompt=he.strip_prompt,
+                             use_ray=use_ray, local_workers=local_workers)
 
 
 def _counts(records: list[dict]) -> dict[str, int]:
@@ -114,7 +109,7 @@ def _counts(records: list[dict]) -> dict[str, int]:
     return {"samples": len(records), "passed": statuses.count("passed"), "timeouts": statuses.count("timeout")}
 
 
-def _fim_exact_match(model_dir: str, cfg) -> tuple[float, list[dict]]:
+def _fim_exact_match(model_dir: str, cfg: EvaluateParams) -> tuple[float, list[dict]]:
     """Single-line infilling on the examples the tokenize stage cut from validation repositories."""
     examples = fim_eval.load_examples(stage_dir("tokenize") / "fim_eval.jsonl", cfg.fim.limit)
     if not examples:

@@ -1,4 +1,8 @@
-"""Stage ``tokenize``: tokenizer, repository documents with FIM, packed shards for both stage lengths."""
+"""Stage ``tokenize``: tokenizer, repository documents with FIM, packed shards for both stage lengths.
+
+The stage's contract is ``ray_tasks/tokenize/__init__.py``; Ray is used only when
+``params.ray`` asks for it (``ray_tasks/executor.py``), with the same output either way.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,9 @@ from prefect import flow, get_run_logger
 from flows import tracking
 from flows.config import Params
 from flows.workspace import FILES, WORK, stage_dir
-from ray_tasks.tokenize.stage import PrepareConfig, prepare
-from ray_tasks.executor import ray_running
+from ray_tasks.executor import executor_session
 from ray_tasks.tables import AtomicDir, read_table
+from ray_tasks.tokenize.stage import prepare
 
 
 @flow(name="stage-tokenize")
@@ -17,9 +21,11 @@ def tokenize_flow(params: Params, parent_run_id: str | None = None) -> dict:
     log = get_run_logger()
     with tracking.stage_run("tokenize", params, parent_run_id):
         files = read_table(stage_dir("curate") / FILES)
-        with ray_running(params.ray.address, params.ray.num_cpus, params.ray.object_store_memory_mb):
+        with executor_session(params.ray, files.nbytes) as use_ray:
+            log.info("tokenize: %d files, %.1f MB, %s", files.num_rows, files.nbytes / 2**20,
+                     "on Ray" if use_ray else "in this process")
             with AtomicDir(stage_dir("tokenize")) as out:
-                stats = prepare(files, out, PrepareConfig(**params.tokenize.model_dump()), WORK / "tokenize", use_ray=True)
+                stats = prepare(files, out, params.tokenize, WORK / "tokenize", use_ray=use_ray)
         tracking.publish_metrics("tokenize", stats)
         log.info("tokenize: %s", stats)
     return stats

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+PARAMS = "params.yaml"
+"""The settings DVC tracks (each stage's ``params:`` section is read from it)."""
 DATA = Path("data")
 METRICS = Path("metrics")
 WORK = Path(".starflow")

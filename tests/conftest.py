@@ -82,9 +82,9 @@ def corpus(tmp_path_factory) -> Path:
 def ray_session():
     import ray
 
-    from ray_tasks.executor import init_ray
+    from ray_tasks.executor import RayParams, init_ray
 
-    init_ray(None, 2, 256)
+    init_ray(RayParams(num_cpus=2, object_store_memory_mb=256))
     yield ray
     ray.shutdown()
 

@@ -17,8 +17,9 @@ from typing import Annotated
 
 import pyarrow as pa
 import typer
+from pydantic import ValidationError
 
-from flows.cli.common import fail, load
+from flows.cli.common import OptionalParamsOpt, fail, load
 from ray_tasks.dedup.stage import REQUIRED_COLUMNS
 from ray_tasks.tables import AtomicDir, read_table, write_parquet_atomic
 
@@ -38,37 +39,31 @@ def dedup_command(
     input: Annotated[Path, typer.Option("--input", "-i", help="Parquet file or folder of them (columns repo_name, path, content)")],
     output: Annotated[Path, typer.Option("--output", "-o", help="folder for kept.parquet, clusters.parquet, rejected.parquet")],
     index: Annotated[Path | None, typer.Option("--index", help="LSH index to deduplicate against and extend (created if absent); default OUTPUT/index, fresh")] = None,
-    executor: Annotated[str | None, typer.Option("--executor", help="auto | ray | local (default: params dedup.executor, auto: Ray from dedup.ray_min_mb of content)")] = None,
+    executor: Annotated[str | None, typer.Option("--executor", help="auto | ray | local (default: params ray.executor; auto: Ray from ray.auto_min_mb of content)")] = None,
     no_ray: Annotated[bool, typer.Option("--no-ray", help="same as --executor local")] = False,
-    params_path: Annotated[Path, typer.Option("--params", help="params.yaml with the dedup section (defaults if absent)")] = Path("params.yaml"),
+    params_path: OptionalParamsOpt = Path("params.yaml"),
 ) -> None:
     """Exact + MinHash near-dedup of a Parquet table; prints {files_in, exact_removed, near_removed, ...}."""
-    from flows.dedup import dedup_config, executor_context
     from ray_tasks.dedup.stage import content_bytes, dedup
+    from ray_tasks.executor import executor_session
 
     params = load(params_path, missing_ok=True)
     try:
         table = read_input(input)
     except ValueError as exc:
         fail(exc)
-    cfg = dedup_config(params.dedup)
     try:
-        use_ray, running = executor_context(params, content_bytes(table), "local" if no_ray else executor)
-    except ValueError as exc:
-        fail(exc)
-
-    def run(index_dir: Path):
-        with running:
-            return dedup(table, index_dir, cfg, use_ray=use_ray, origin=str(input))
-
-    try:
-        with AtomicDir(output) as out:
-            result = run(index if index is not None else out / "index")
+        with executor_session(params.ray, content_bytes(table), "local" if no_ray else executor) as use_ray, \
+                AtomicDir(output) as out:
+            result = dedup(table, index if index is not None else out / "index", params.dedup, use_ray=use_ray,
+                           origin=str(input))
             write_parquet_atomic(result.kept, out / "kept.parquet")
             write_parquet_atomic(result.clusters, out / "clusters.parquet")
             write_parquet_atomic(result.rejected, out / "rejected.parquet")
             if index is not None:
                 write_parquet_atomic(result.superseded, out / "superseded.parquet")
+    except ValidationError as exc:  # params.yaml was validated on load: this is the --executor value
+        fail(f"--executor: {exc.errors()[0]['msg']}")
     except ValueError as exc:
         fail(exc)
     s = result.stats

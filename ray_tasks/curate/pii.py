@@ -26,8 +26,12 @@ tokens of the tokenizer), and a public IP becomes one of five fixed private
 addresses, chosen by a hash of the original so that one address always maps
 to the same replacement (within a file, and across runs: DVC hashes outputs).
 
-    from ray_tasks.curate.pii import PiiConfig, redact
-    text, findings = redact(source_text, "settings.py", PiiConfig())
+    from ray_tasks.curate.params import PiiParams
+    from ray_tasks.curate.pii import redact
+    text, findings = redact(source_text, "settings.py", PiiParams())
+
+Settings (which types, the entropy bars) are ``curate.pii`` in params.yaml
+(``PiiParams`` in ray_tasks/curate/params.py): every function here takes that object.
 """
 
 from __future__ import annotations
@@ -37,11 +41,14 @@ import ipaddress
 import math
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import pyarrow as pa
+
+from ray_tasks.curate.params import PiiParams
+from ray_tasks.curate.filters import set_column
 
 EMAIL, IP_ADDRESS, KEY, PASSWORD = "EMAIL", "IP_ADDRESS", "KEY", "PASSWORD"
 PII_TYPES = (EMAIL, IP_ADDRESS, KEY, PASSWORD)
@@ -62,22 +69,6 @@ POPULAR_DNS = frozenset({
     "149.112.112.112", "208.67.222.222", "208.67.220.220", "8.26.56.26", "8.20.247.20",
     "94.140.14.14", "94.140.15.15",
 })
-
-
-@dataclass(frozen=True)
-class PiiConfig:
-    """Which PII types to redact and the entropy thresholds of detect-secrets' plugins."""
-
-    types: tuple[str, ...] = PII_TYPES
-    base64_entropy_limit: float = 4.5
-    """detect-secrets' default for quoted base64 strings."""
-    hex_entropy_limit: float = 3.0
-    """detect-secrets' default for quoted hex strings."""
-
-    def __post_init__(self) -> None:
-        unknown = set(self.types) - set(PII_TYPES)
-        if unknown:
-            raise ValueError(f"unknown PII types {sorted(unknown)}; expected some of {PII_TYPES}")
 
 
 @dataclass(frozen=True)
@@ -243,9 +234,8 @@ _PLACEHOLDER_VALUES = frozenset(
 _CONFIG_NAMES = re.compile(r"(?i)(^|/)(\.env(\.\w+)?|[^/]*\.env|dockerfile|[^/]*\.(cfg|conf|cnf|ini|properties|toml|ya?ml|env|sh|bash|zsh))$")
 
 
-def find_secrets(text: str, path: str = "", config: PiiConfig | None = None) -> list[Finding]:
+def find_secrets(text: str, path: str, params: PiiParams) -> list[Finding]:
     """Keys and passwords, line by line, with detect-secrets' plugins and filters."""
-    config = config or PiiConfig()
     from detect_secrets.filters.heuristic import is_lock_file
 
     if is_lock_file(path or "x"):
@@ -255,7 +245,7 @@ def find_secrets(text: str, path: str = "", config: PiiConfig | None = None) -> 
     for start, end in _candidate_lines(text):
         body = text[start:end].rstrip("\r")  # detect-secrets' patterns would take a newline into a value
         if len(body) > 12:
-            out.extend(_secrets_in_line(body, start, path, config, hash_heavy))
+            out.extend(_secrets_in_line(body, start, path, params, hash_heavy))
     out.extend(_private_key_blocks(text))
     return out
 
@@ -308,8 +298,8 @@ class _Lazy:
         return self.value
 
 
-def _secrets_in_line(line: str, offset: int, path: str, config: PiiConfig, hash_heavy: _Lazy) -> list[Finding]:
-    plugins = _plugins(config.base64_entropy_limit, config.hex_entropy_limit)
+def _secrets_in_line(line: str, offset: int, path: str, params: PiiParams, hash_heavy: _Lazy) -> list[Finding]:
+    plugins = _plugins(params.base64_entropy_limit, params.hex_entropy_limit)
     found: list[Finding] = []
     if next(_digit_runs(line), None):
         for plugin in plugins.formats:
@@ -540,16 +530,16 @@ def _gibberish():
 
 
 # --------------------------------------------------------------------------- redaction
-def detect(text: str, path: str = "", config: PiiConfig | None = None) -> list[Finding]:
+def detect(text: str, path: str, params: PiiParams) -> list[Finding]:
     """All findings of the configured types, overlaps resolved (earliest, then by type, then longest)."""
-    config = config or PiiConfig()
+    types = {t.upper() for t in params.types}  # params spell ``email``; a finding's type is ``EMAIL``
     found: list[Finding] = []
-    if EMAIL in config.types:
+    if EMAIL in types:
         found += find_emails(text)
-    if IP_ADDRESS in config.types:
+    if IP_ADDRESS in types:
         found += find_ip_addresses(text)
-    if KEY in config.types or PASSWORD in config.types:
-        found += [f for f in find_secrets(text, path, config) if f.type in config.types]
+    if KEY in types or PASSWORD in types:
+        found += [f for f in find_secrets(text, path, params) if f.type in types]
     return _resolve_overlaps(found)
 
 
@@ -568,9 +558,9 @@ def replacement(finding: Finding) -> str:
     return ip_replacement(finding.value) if finding.type == IP_ADDRESS else PLACEHOLDERS[finding.type]
 
 
-def redact(text: str, path: str = "", config: PiiConfig | None = None) -> tuple[str, list[Finding]]:
-    """(redacted text, findings with spans in the original text)."""
-    findings = detect(text, path, config)
+def redact(text: str, path: str, params: PiiParams) -> tuple[str, list[Finding]]:
+    """(redacted text, findings with spans in the original text); ``path`` decides the file type."""
+    findings = detect(text, path, params)
     if not findings:
         return text, findings
     parts, pos = [], 0
@@ -586,31 +576,25 @@ def redact(text: str, path: str = "", config: PiiConfig | None = None) -> tuple[
 COUNT_COLUMNS = tuple(f"pii_{t.lower()}" for t in PII_TYPES)
 
 
-def redact_batch(batch: pa.Table, config: PiiConfig | None = None) -> tuple[pa.Table, dict[str, int]]:
-    """A batch with ``content`` redacted (``length_bytes`` follows it) and the counts per type.
+def redact_batch_counted(batch: pa.Table, params: PiiParams) -> pa.Table:
+    """The ``map_batches`` form: the batch with ``content`` redacted (``length_bytes`` follows it)
+    plus one ``pii_<type>`` count column per type.
 
     ``sha256`` is left as is: it names the source file (dedup and rejected tables refer to it)."""
-    annotated = redact_batch_counted(batch, config)
-    return drop_count_columns(annotated), count_totals(annotated)
-
-
-def redact_batch_counted(batch: pa.Table, config: PiiConfig | None = None) -> pa.Table:
-    """The ``map_batches`` form: the redacted batch plus one ``pii_<type>`` count column per type."""
-    config = config or PiiConfig()
     texts, counts = [], {c: [] for c in COUNT_COLUMNS}
     paths = batch.column("path").to_pylist() if "path" in batch.column_names else [""] * batch.num_rows
     for text, path in zip(batch.column("content").to_pylist(), paths):
-        redacted, findings = redact(text or "", path or "", config)
+        redacted, findings = redact(text or "", path or "", params)
         texts.append(redacted if text is not None else None)
         per_type = Counter(f.type for f in findings)
         for t in PII_TYPES:
             counts[f"pii_{t.lower()}"].append(per_type.get(t, 0))
-    out = _set(batch, "content", pa.array(texts, pa.string()))
+    out = set_column(batch, "content", pa.array(texts, pa.string()))
     if "length_bytes" in out.column_names:
         lengths = [len(t.encode()) if t is not None else 0 for t in texts]
-        out = _set(out, "length_bytes", pa.array(lengths, out.schema.field("length_bytes").type))
+        out = set_column(out, "length_bytes", pa.array(lengths, out.schema.field("length_bytes").type))
     for name, values in counts.items():
-        out = _set(out, name, pa.array(values, pa.int64()))
+        out = set_column(out, name, pa.array(values, pa.int64()))
     return out
 
 
@@ -621,16 +605,3 @@ def count_totals(annotated: pa.Table) -> dict[str, int]:
 
 def drop_count_columns(annotated: pa.Table) -> pa.Table:
     return annotated.drop_columns([c for c in COUNT_COLUMNS if c in annotated.column_names])
-
-
-def _set(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
-    if name in table.column_names:
-        return table.set_column(table.column_names.index(name), name, values)
-    return table.append_column(name, values)
-
-
-def parse_types(names: Sequence[str]) -> tuple[str, ...]:
-    """``["email", "ip_address"]`` (params spelling) to the internal type names."""
-    out = tuple(n.upper() for n in names)
-    PiiConfig(types=out)  # validates
-    return out

@@ -1,1 +1,29 @@
-"""TODO contract."""
+"""Stage ``dedup``: exact (repositories, files) then MinHash near-deduplication, the seed's order.
+
+Input: ``data/ingest/files.parquet``, one row per file. Needs ``repo_name, path, content``;
+uses ``sha256`` (else hashes ``content``), ``length_bytes``, and the ranking columns when
+present: ``license_type``, ``star_events_count`` / ``fork_events_count``, ``revision_date``,
+``visit_date``. Every other column passes through.
+
+Outputs in ``data/dedup/``:
+
+* ``files.parquet``: the kept rows, every input column, in input order.
+* ``rejected.parquet``: ``stage, reason, repo_name, path, length_bytes, sha256, detail``
+  (``ray_tasks.tables.REJECTED_SCHEMA``); ``reason`` is ``exact_duplicate_repo``,
+  ``exact_duplicate`` or ``near_duplicate``, ``detail`` names the kept copy.
+* ``clusters.parquet``: ``cluster_id, repo_name, path, kept, reason, new``: every member of
+  every cluster of more than one file that the run touched, by cluster, best copy first.
+* ``index/``: the LSH index a later batch is deduplicated against (layout in ``index.py``;
+  ``starflow dedup --index data/dedup/index``).
+
+Params: ``params.yaml: dedup``, ``DedupParams`` in ``params.py``; where the work runs is
+``params.yaml: ray`` (``ray_tasks/executor.py``), with identical outputs either way.
+
+Metrics (``metrics/dedup.json``): ``files_in, files_kept, files_rejected, duplicate_fraction,
+exact_removed, exact_repo_removed, near_removed, rejected_by_reason, superseded_in_index,
+signatures_computed, lsh_edges, clusters, largest_cluster, index_docs, used_ray``.
+
+Entry: ``stage.dedup`` (its steps: ``lsh.py`` for signatures, buckets, verification and
+union-find, ``minhash.py`` for shingles and signatures, ``index.py`` for the index on disk);
+the flow is ``flows/dedup.py``, the command ``flows/cli/dedup.py``.
+"""

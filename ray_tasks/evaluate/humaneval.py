@@ -27,7 +27,7 @@ class Problem:
     stops: tuple[str, ...] = tuple(STOP_SEQUENCES)
     """Where a generated completion ends (the benchmark's stop sequences)."""
 
-    def generation_prompt(self, strip: bool = True) -> str:
+    def generation_prompt(self, strip: bool) -> str:
         """What the model is given: the harness strips HumanEval prompts (task ``humaneval``)."""
         return self.prompt.strip() if strip else self.prompt
 
@@ -56,10 +56,6 @@ def truncate(completion: str, stops: list[str] | tuple[str, ...] = STOP_SEQUENCE
         if i != -1:
             cut = min(cut, i)
     return completion[:cut]
-
-
-def program(problem: Problem, completion: str) -> str:
-    return problem.program(completion)
 
 
 def read_samples(path: str | Path) -> list[dict]:

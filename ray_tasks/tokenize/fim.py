@@ -1,4 +1,4 @@
-"""Fill-in-the-middle as in StarCoder2 (stack_v2_curation.md §11), applied while tokenizing.
+"""Fill-in-the-middle as in StarCoder2 (https://arxiv.org/abs/2402.19173), applied while tokenizing.
 
 A repository document is a list of fragments separated by ``<file_sep>``. With
 probability ``fim_rate`` the document is a FIM candidate; each of its file

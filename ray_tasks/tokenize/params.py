@@ -8,6 +8,8 @@ from ray_tasks.params import StageParams
 
 
 class TokenizeParams(StageParams):
+    """How curated files become training sequences; read by the stage code directly (ray_tasks/tokenize/stage.py)."""
+
     tokenizer_path: str | None = None
     """Use this tokenizer (HF folder or tokenizer.json with the 38 special tokens) instead of training one."""
     vocab_size: int = Field(default=4096, ge=300)

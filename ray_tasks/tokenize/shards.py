@@ -51,16 +51,3 @@ def write_split(
         entry["tail_tokens_dropped"][stage] = int(stream.size - n * seq_len)
     return entry
 
-
-def write_test_shards(out: Path, train_stream: np.ndarray, val_stream: np.ndarray, seq_len: int, vocab_size: int,
-                      seq_len_stage2: int | None = None) -> dict:
-    """A manifest and shards from raw token streams (one document per split): for tests and benchmarks."""
-    import json
-
-    seq_lens = {"stage1": seq_len, "stage2": seq_len_stage2 or seq_len}
-    manifest = {"format": FORMAT, "vocab_size": vocab_size, "seq_len": seq_lens, "splits": {},
-                "dtype": str(token_dtype(vocab_size))}
-    for split, stream in (("train", train_stream), ("val", val_stream)):
-        manifest["splits"][split] = write_split(out, split, [np.asarray(stream)], vocab_size, seq_lens, 1 << 16)
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return manifest

@@ -1,7 +1,7 @@
 """Train/validation split by repository.
 
-The repository-context layout itself (StarCoder2, stack_v2_curation.md §10.1) is
-built with FIM in ``ray_tasks/tokenize/fim.py`` and ``ray_tasks/tokenize/stage.py``: one document per
+The repository-context layout itself (StarCoder2, https://arxiv.org/abs/2402.19173) is
+built with FIM in ``ray_tasks/tokenize/fim.py`` and ``ray_tasks/tokenize/documents.py``: one document per
 repository, files in seeded random order, with probability ``repo_metadata_prob``
 
     <repo_name>{repo}<file_sep>{path1}\n{code1}<file_sep>{path2}\n{code2}...<|endoftext|>

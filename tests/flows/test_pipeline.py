@@ -26,21 +26,10 @@ from tests.paths import ROOT  # noqa: E402
 BIN = Path(sys.executable).parent
 STAGES = ["ingest", "dedup", "curate", "tokenize", "train", "evaluate"]
 
-TINY_PARAMS = {
-    "ingest": {"sources": [{"kind": "directory", "path": "corpus"},
-                           {"kind": "python_env", "distributions": ["six", "idna"], "max_files_per_repo": 6}]},
-    "tokenize": {"vocab_size": 512, "min_frequency": 1, "seq_len": 64, "seq_len_stage2": 128, "val_fraction": 0.2,
-                 "fim_eval_examples": 10},
-    "train": {"model": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-                        "num_key_value_heads": 2, "intermediate_size": 256, "max_position_embeddings": 256,
-                        "sliding_window": 32},
-              "max_steps": 30, "warmup_steps": 3, "eval_every": 10, "eval_batches": 4, "checkpoint_every": 15,
-              "micro_batch_size": 8, "lr": 0.003,
-              "stage2": {"max_steps": 4, "micro_batch_size": 2, "eval_every": 2, "checkpoint_every": 4}},
-    "evaluate": {"perplexity_batches": 4, "humaneval": {"limit": 6, "max_new_tokens": 16, "batch_size": 6},
-                 "fim": {"limit": 8, "max_new_tokens": 8}},
-    "ray": {"num_cpus": 2, "object_store_memory_mb": 256},
-}
+TINY_PARAMS = yaml.safe_load((ROOT / "params.tiny.yaml").read_text())
+"""The committed tiny configuration, with a generated corpus in front of its sources (it holds a
+duplicate, a copyleft repository and bad files of each kind, which the assertions count)."""
+TINY_PARAMS["ingest"]["sources"] = [{"kind": "directory", "path": "corpus"}, *TINY_PARAMS["ingest"]["sources"]]
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +39,8 @@ def workspace(tmp_path_factory) -> Path:
         src = ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, ws / item)
     make_corpus(ws / "corpus")
-    # DVC reads every section a stage names, so the workspace gets the full resolved tree.
-    (ws / "params.yaml").write_text(yaml.safe_dump(parse_params(TINY_PARAMS).model_dump(mode="json"), sort_keys=False))
+    parse_params(TINY_PARAMS)  # valid before anything runs
+    (ws / "params.yaml").write_text(yaml.safe_dump(TINY_PARAMS, sort_keys=False))
     _sh(ws, "starflow", "init")
     return ws
 
@@ -65,15 +54,16 @@ def _env(ws: Path) -> dict[str, str]:
     return env
 
 
-def _sh(ws: Path, *cmd: str, timeout: int = 900) -> subprocess.CompletedProcess:
+def _sh(ws: Path, *cmd: str, timeout: int = 900, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     exe = str(BIN / cmd[0]) if (BIN / cmd[0]).exists() else cmd[0]
-    proc = subprocess.run([exe, *cmd[1:]], cwd=ws, env=_env(ws), capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run([exe, *cmd[1:]], cwd=ws, env={**_env(ws), **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout)
     assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
     return proc
 
 
-def _run(ws: Path) -> dict:
-    _sh(ws, "starflow", "run")
+def _run(ws: Path, *args: str) -> dict:
+    _sh(ws, "starflow", "run", *args)
     return json.loads((ws / ".starflow" / "last_run.json").read_text())
 
 
@@ -148,11 +138,30 @@ def test_changed_train_params_rerun_only_train_and_evaluate(workspace):
     assert train_metrics["stage1"]["steps"] == 20 and train_metrics["steps"] == 24
 
 
+def test_run_with_another_params_file_leaves_params_yaml_alone(workspace):
+    """``starflow run --params FILE`` runs with FILE; DVC judges and records against FILE too."""
+    before = (workspace / "params.yaml").read_text()
+    other = yaml.safe_load(before)
+    other["evaluate"]["fim"]["limit"] = 5
+    (workspace / "other.yaml").write_text(yaml.safe_dump(other, sort_keys=False))
+    summary = _run(workspace, "--params", "other.yaml")
+    assert summary["ran"] == ["evaluate"]
+    assert json.loads((workspace / "metrics" / "evaluate.json").read_text())["fim_examples"] == 5
+    lock = yaml.safe_load((workspace / "dvc.lock").read_text())
+    assert lock["stages"]["evaluate"]["params"]["params.yaml"]["evaluate"]["fim"]["limit"] == 5
+    assert (workspace / "params.yaml").read_text() == before and not (workspace / ".starflow" / "params.yaml.saved").exists()
+    # params.yaml's own settings are now the change: evaluate (only) is stale again.
+    stale = json.loads(_sh(workspace, "dvc", "status", "--json").stdout)
+    assert list(stale) == ["evaluate"]
+
+
 def test_dvc_repro_drives_the_same_stages(workspace):
     params = yaml.safe_load((workspace / "params.yaml").read_text())
     params["evaluate"]["humaneval"]["max_new_tokens"] = 8
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    proc = _sh(workspace, "dvc", "repro")
+    # As if `starflow run` had started this repro: its stage runs nest under the pipeline's run.
+    parent = json.loads((workspace / ".starflow" / "last_run.json").read_text())["mlflow_parent_run_id"]
+    proc = _sh(workspace, "dvc", "repro", env={"STARFLOW_MLFLOW_PARENT_RUN_ID": parent})
     out = proc.stdout + proc.stderr
     assert "Running stage 'evaluate'" in out
     assert "Running stage 'train'" not in out
@@ -160,4 +169,6 @@ def test_dvc_repro_drives_the_same_stages(workspace):
     client = _mlflow(workspace)
     runs = client.search_runs([client.get_experiment_by_name("starflow").experiment_id],
                               "tags.`starflow.stage` = 'evaluate'")
-    assert len(runs) == 3
+    assert len(runs) == 4  # first run, changed train params, other.yaml, this repro
+    latest = max(runs, key=lambda r: r.info.start_time)
+    assert latest.data.tags.get("mlflow.parentRunId") == parent

@@ -9,13 +9,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ray_tasks.dedup.stage import DedupConfig, dedup, exact_dedup
-from ray_tasks.dedup.minhash import MinHashConfig, _token_hashes, candidate_probability, exact_jaccard, signatures, token_hash
-from ray_tasks.dedup.lsh import LshPlan, connected_labels
-from benchmarks.near_dedup_corpus import jaccard_pairs, make_corpus, read_sources
+from benchmarks.near_dedup_corpus import exact_jaccard, jaccard_pairs, make_corpus, read_sources
+from ray_tasks.dedup.lsh import connected_labels
+from ray_tasks.dedup.minhash import _token_hashes, signatures
+from ray_tasks.dedup.params import DedupParams
+from ray_tasks.dedup.stage import dedup
+from ray_tasks.executor import RayParams, executor_session, wants_ray
+from tests.ray_tasks.dedup.helpers import candidate_probability, exact_dedup, token_hash
 
-# Small batches and partitions so that even tiny tables exercise several map and reduce tasks.
-CFG = DedupConfig(plan=LshPlan(batch_size=7, batch_bytes=1 << 20, num_partitions=3))
+SEED = DedupParams()
+"""The seed's parameters (params.yaml's defaults)."""
+CFG = DedupParams(batch_size=7, batch_bytes=1 << 20, num_partitions=3)
+"""Small batches and partitions, so that even tiny tables exercise several map and reduce tasks."""
 
 
 def _table(rows):
@@ -35,14 +40,14 @@ def _pair_at(j_target, n=400, seed=0):
     k = int(round(2 * s * j_target / (1 + j_target))) + 4
     b = a[:k] + _words(n - k, "b", rng)
     ta, tb = " ".join(a), " ".join(b)
-    return ta, tb, exact_jaccard(ta, tb)
+    return ta, tb, exact_jaccard(ta, tb, SEED)
 
 
 def _kept(result):
     return sorted(zip(result.kept.column("repo_name").to_pylist(), result.kept.column("path").to_pylist()))
 
 
-# --------------------------------------------------------------------------- exact (skeleton API)
+# --------------------------------------------------------------------------- exact (the priority order alone)
 def test_keeps_one_copy_by_license_then_stars_then_name():
     rows = [
         dict(repo_name="b", path="x.py", content="same", length_bytes=4, sha256="h1", license_type="no_license", star_events_count=100),
@@ -77,14 +82,13 @@ def test_tokens_match_the_seeds_unicode_split():
 
 
 def test_signatures_estimate_jaccard_and_short_documents_collapse():
-    cfg = MinHashConfig()
     ta, tb, j = _pair_at(0.6)
-    sig = signatures(pa.array([ta, tb, "tiny", "a b", ""], pa.large_string()), cfg)
+    sig = signatures(pa.array([ta, tb, "tiny", "a b", ""], pa.large_string()), SEED)
     assert sig.shape == (5, 250) and sig.dtype == np.uint32
     assert abs((sig[0] == sig[1]).mean() - j) < 0.1  # 250 permutations: standard error ~0.03
     # Fewer than 5 tokens: no shingles, the all-MAX signature (the seed's quirk), so they share every band.
     assert (sig[2:] == 0xFFFFFFFF).all()
-    assert np.array_equal(signatures(pa.array([ta], pa.large_string()), cfg)[0], sig[0])  # batch-independent
+    assert np.array_equal(signatures(pa.array([ta], pa.large_string()), SEED)[0], sig[0])  # batch-independent
 
 
 def test_planted_pairs_at_known_jaccard(tmp_path):
@@ -95,8 +99,8 @@ def test_planted_pairs_at_known_jaccard(tmp_path):
         assert abs(j - target) < 0.02
         rows += [dict(repo_name=f"r{i}a", path="f.py", content=ta), dict(repo_name=f"r{i}b", path="f.py", content=tb)]
         expect[i] = j >= 0.8
-    assert candidate_probability(0.85, MinHashConfig()) > 0.99 > 0.03 > candidate_probability(0.5, MinHashConfig())
-    r = dedup(_table(rows), tmp_path / "pairs", CFG)
+    assert candidate_probability(0.85, SEED) > 0.99 > 0.03 > candidate_probability(0.5, SEED)
+    r = dedup(_table(rows), tmp_path / "pairs", CFG, use_ray=False)
     cid = dict(zip(r.clusters.column("repo_name").to_pylist(), r.clusters.column("cluster_id").to_pylist()))
     for i, dup in expect.items():
         assert (cid.get(f"r{i}a", -1) == cid.get(f"r{i}b", -2)) == dup, (i, dup)
@@ -118,7 +122,7 @@ def test_cluster_keeps_the_seed_order_license_stars_forks_dates_then_name(tmp_pa
     base = dict(path="f.py", content=ta)
 
     def winner(rows):
-        r = dedup(_table(rows), tmp_path / f"w{len(list(tmp_path.iterdir()))}", CFG)
+        r = dedup(_table(rows), tmp_path / f"w{len(list(tmp_path.iterdir()))}", CFG, use_ray=False)
         return r.kept.column("repo_name").to_pylist()
 
     mk = lambda name, content=tb, **kw: dict(base, repo_name=name, content=content, **kw)  # noqa: E731
@@ -142,7 +146,7 @@ def test_identical_repositories_are_removed_whole(tmp_path):
     # A repository sharing one file but not its tree is not a repository duplicate.
     rows.append(dict(repo_name="partial", path="m0.py", content=files["m0.py"], license_type="permissive"))
     rows.append(dict(repo_name="partial", path="own.py", content=" ".join(_words(50, "own", rng)), license_type="permissive"))
-    r = dedup(_table(rows), tmp_path / "idx", CFG)
+    r = dedup(_table(rows), tmp_path / "idx", CFG, use_ray=False)
     reasons = {(x["repo_name"], x["path"]): x["reason"] for x in r.rejected.to_pylist()}
     assert {k: v for k, v in reasons.items() if k[0] == "clone"} == {("clone", p): "exact_duplicate_repo" for p in files}
     assert reasons[("partial", "m0.py")] == "exact_duplicate"
@@ -166,9 +170,9 @@ def test_incremental_batch_gives_the_full_runs_kept_set(tmp_path):
     new_repos = set(repos[:: 10])  # ~10% of the repositories arrive later
     is_new = pa.array([r in new_repos for r in table.column("repo_name").to_pylist()])
     old, new = table.filter(pa.compute.invert(is_new)), table.filter(is_new)
-    full = dedup(table, tmp_path / "full", CFG)
-    first = dedup(old, tmp_path / "inc", CFG)
-    second = dedup(new, tmp_path / "inc", CFG)
+    full = dedup(table, tmp_path / "full", CFG, use_ray=False)
+    first = dedup(old, tmp_path / "inc", CFG, use_ray=False)
+    second = dedup(new, tmp_path / "inc", CFG, use_ray=False)
     superseded = set(zip(second.superseded.column("repo_name").to_pylist(), second.superseded.column("path").to_pylist()))
     incremental = sorted((set(_kept(first)) - superseded) | set(_kept(second)))
     assert incremental == _kept(full)
@@ -182,22 +186,35 @@ def test_incremental_batch_gives_the_full_runs_kept_set(tmp_path):
 
 def test_new_better_copy_supersedes_the_indexed_one(tmp_path):
     ta, tb, _ = _pair_at(0.9, seed=11)
-    dedup(_table([dict(repo_name="old", path="f.py", content=ta, license_type="no_license")]), tmp_path / "idx", CFG)
-    r = dedup(_table([dict(repo_name="new", path="f.py", content=tb, license_type="permissive")]), tmp_path / "idx", CFG)
+    dedup(_table([dict(repo_name="old", path="f.py", content=ta, license_type="no_license")]), tmp_path / "idx", CFG, use_ray=False)
+    r = dedup(_table([dict(repo_name="new", path="f.py", content=tb, license_type="permissive")]), tmp_path / "idx", CFG, use_ray=False)
     assert _kept(r) == [("new", "f.py")]
     assert r.superseded.to_pylist() == [{"repo_name": "old", "path": "f.py", "reason": "near_duplicate", "detail": "new/f.py"}]
 
 
 def test_index_refuses_other_parameters(tmp_path):
-    dedup(_table([dict(repo_name="a", path="f.py", content="x y z w v u")]), tmp_path / "idx", CFG)
-    other = DedupConfig(minhash=MinHashConfig(seed=1), plan=CFG.plan)
+    dedup(_table([dict(repo_name="a", path="f.py", content="x y z w v u")]), tmp_path / "idx", CFG, use_ray=False)
+    # The stored config is what indexes built before DedupParams hold: they still load.
+    meta = json.loads((tmp_path / "idx" / "meta.json").read_text())
+    assert meta["config"] == dict(ngram_size=5, num_perm=250, bands=25, rows=10, threshold=0.7, seed=42, min_tokens=5)
+    assert meta["num_partitions"] == 3
+    other = CFG.model_copy(update={"seed": 1})
     with pytest.raises(ValueError, match="meta.json: index built with"):
-        dedup(_table([dict(repo_name="b", path="f.py", content="x y z w v u")]), tmp_path / "idx", other)
+        dedup(_table([dict(repo_name="b", path="f.py", content="x y z w v u")]), tmp_path / "idx", other, use_ray=False)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(bands=30), "bands \\* rows = 300 exceeds num_perm = 250"), (dict(threshold=0), "threshold"),
+    (dict(threshold=1.5), "threshold"), (dict(ngram_size=0), "ngram_size"), (dict(min_tokens=-1), "min_tokens"),
+])
+def test_bad_parameters_fail_naming_the_key(bad, match):
+    with pytest.raises(ValueError, match=match):
+        DedupParams(**bad)
 
 
 def test_missing_columns_name_the_origin(tmp_path):
     with pytest.raises(ValueError, match=r"in\.parquet: missing required columns \['content'\]"):
-        dedup(_table([dict(repo_name="a", path="p")]), tmp_path / "idx", CFG, origin="in.parquet")
+        dedup(_table([dict(repo_name="a", path="p")]), tmp_path / "idx", CFG, use_ray=False, origin="in.parquet")
 
 
 # --------------------------------------------------------------------------- quality on real code
@@ -207,9 +224,9 @@ def test_decisions_agree_with_exact_jaccard_on_real_code(tmp_path):
     rows = []
     for i, (a, b) in enumerate(pairs):
         rows += [dict(repo_name=f"p{i:04d}a", path="f.py", content=a), dict(repo_name=f"p{i:04d}b", path="f.py", content=b)]
-    r = dedup(_table(rows), tmp_path / "idx", DedupConfig())
+    r = dedup(_table(rows), tmp_path / "idx", SEED, use_ray=False)
     cid = dict(zip(r.clusters.column("repo_name").to_pylist(), r.clusters.column("cluster_id").to_pylist()))
-    j = np.array([exact_jaccard(a, b) for a, b in pairs])
+    j = np.array([exact_jaccard(a, b, SEED) for a, b in pairs])
     dup = np.array([cid.get(f"p{i:04d}a", -1) == cid.get(f"p{i:04d}b", -2) for i in range(len(pairs))])
     pos, neg = j >= 0.8, j <= 0.6
     assert pos.sum() >= 50 and neg.sum() >= 20
@@ -278,17 +295,18 @@ def test_cli_dedup_bad_input_names_the_file(tmp_path):
     assert not (tmp_path / "o").exists()
     pq.write_table(_corpus(10, seed=1), tmp_path / "ok.parquet")
     res = runner.invoke(app, ["dedup", "--input", str(tmp_path / "ok.parquet"), "--output", str(tmp_path / "o"), "--executor", "spark"])
-    assert res.exit_code == 2 and "executor must be auto, ray or local" in res.output
+    assert res.exit_code == 2 and "--executor: Input should be 'auto', 'ray' or 'local'" in " ".join(res.output.split())
 
 
 def test_auto_executor_starts_ray_only_when_it_pays_off():
-    from ray_tasks.dedup.stage import wants_ray
-
     mb = 2**20
-    assert not wants_ray(100 * mb, "auto", None, ray_min_mb=1024, ray_up=False)  # a laptop corpus: one process
-    assert wants_ray(2048 * mb, "auto", None, ray_min_mb=1024, ray_up=False)
-    assert wants_ray(1, "auto", None, ray_min_mb=1024, ray_up=True)  # already up: free to use
-    assert wants_ray(1, "auto", "ray://head:10001", ray_min_mb=1024)  # a cluster is always used
-    assert wants_ray(1, "ray") and not wants_ray(10**12, "local")
+    auto = RayParams(executor="auto", auto_min_mb=1024)
+    assert not wants_ray(auto, 100 * mb, ray_up=False)  # a laptop corpus: one process
+    assert wants_ray(auto, 2048 * mb, ray_up=False)
+    assert wants_ray(auto, 1, ray_up=True)  # already up: free to use
+    assert wants_ray(auto.model_copy(update={"address": "ray://head:10001"}), 1)  # a cluster is always used
+    assert wants_ray(RayParams(executor="ray"), 1) and not wants_ray(RayParams(executor="local"), 10**12)
+    with executor_session(RayParams(executor="ray"), 10**12, executor="local") as use_ray:  # the CLI's --no-ray
+        assert use_ray is False
     with pytest.raises(ValueError, match="executor"):
-        wants_ray(1, "threads")
+        RayParams(executor="threads")
