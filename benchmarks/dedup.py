@@ -51,7 +51,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CFG = dict(ngram=5, num_perm=250, bands=25, rows=10, threshold=0.7, seed=42)
+CFG = dict(ngram=5, num_perm=250, bands=25, rows=10, threshold=0.7, seed=42, min_tokens=5)
+"""The seed's parameters, given to every peer (StarFlow's own: ``DedupParams()``, the same values)."""
 NONWORD = re.compile(r"\W")
 
 
@@ -94,11 +95,11 @@ def _mb(t) -> float:
     return pc.sum(pc.binary_length(pc.cast(t.column("content"), pa.large_binary()))).as_py() / 1e6
 
 
-def seed_shingles(text: str) -> list[str]:
-    toks = NONWORD.split(text.lower())
-    if len(toks) < 5:
-        return []
-    return list({" ".join(toks[i : i + 5]) for i in range(len(toks) - 4)})
+def peer_shingles(text: str) -> list[str]:
+    """The seed's shingles, as the bare scripts compute them."""
+    from benchmarks.near_dedup_corpus import seed_shingles
+
+    return list(seed_shingles(text, CFG["ngram"], CFG["min_tokens"]))
 
 
 def union_find_keep(n: int, pairs) -> list[int]:
@@ -141,17 +142,19 @@ def _starflow(data: Path, out: Path, workers: int, limit: int | None, executor: 
 
     ``ray`` starts Ray before the clock (its start is reported apart); ``auto`` starts it
     inside the clock when it decides to use it, as ``starflow dedup`` would."""
-    from ray_tasks.dedup.stage import DedupConfig, content_bytes, dedup, wants_ray
+    from ray_tasks.dedup.params import DedupParams
+    from ray_tasks.dedup.stage import content_bytes, dedup
+    from ray_tasks.executor import RayParams, wants_ray
     from ray_tasks.tables import write_parquet_atomic
 
     startup = _warm()
     ray_start = _start_ray(workers) if executor == "ray" else 0.0
     t0 = time.perf_counter()
     t = read_corpus(data, limit)
-    use_ray = wants_ray(content_bytes(t), executor, None, 1024, ray_up=False)
+    use_ray = wants_ray(RayParams(executor=executor), content_bytes(t), ray_up=False)
     if use_ray and executor == "auto":
         ray_start = _start_ray(workers)
-    r = dedup(t, out / "index", DedupConfig(), use_ray=use_ray)
+    r = dedup(t, out / "index", DedupParams(), use_ray=use_ray)
     write_parquet_atomic(r.kept, out / "kept.parquet")
     write_parquet_atomic(r.clusters, out / "clusters.parquet")
     return {"files": t.num_rows, "mb": _mb(t), "removed": t.num_rows - r.kept.num_rows, "seconds": time.perf_counter() - t0,
@@ -160,7 +163,7 @@ def _starflow(data: Path, out: Path, workers: int, limit: int | None, executor: 
 
 
 def peer_starflow(data: Path, out: Path, workers: int, limit: int | None) -> dict:
-    """What ``starflow dedup`` does: the auto executor (Ray only from ``ray_min_mb`` of content), Ray's start counted."""
+    """What ``starflow dedup`` does: the auto executor (Ray only from ``ray.auto_min_mb`` of content), Ray's start counted."""
     return _starflow(data, out, workers, limit, "auto")
 
 
@@ -181,16 +184,29 @@ def _start_ray(workers: int) -> float:
     from ray_tasks.executor import init_ray
 
     t0 = time.perf_counter()
-    init_ray(None, workers, 1024)
+    init_ray(_ray_params(workers))
     ray.get([ray.remote(_warm).remote() for _ in range(workers)])
     return time.perf_counter() - t0
 
 
-def _warm() -> float:
-    """Process start-up: the code-point table and the compiled shingling kernels (seconds)."""
-    from ray_tasks.dedup.minhash import warm_up
+def _ray_params(workers: int):
+    """A local Ray with ``workers`` CPUs and a 1 GB object store."""
+    from ray_tasks.executor import RayParams
 
-    return warm_up()
+    return RayParams(executor="ray", num_cpus=workers, object_store_memory_mb=1024)
+
+
+def _warm() -> float:
+    """Process start-up: the code-point table and the compiled shingling kernels (JIT-compiled and
+    cached on disk the first time): about 1.5 s per process, mostly Numba's own. Returns seconds."""
+    import pyarrow as pa
+
+    from ray_tasks.dedup.minhash import shingle_hashes
+    from ray_tasks.dedup.params import DedupParams
+
+    t0 = time.perf_counter()
+    shingle_hashes(pa.array(["warm up the kernels ok"], pa.large_string()), DedupParams())
+    return time.perf_counter() - t0
 
 
 def peer_rensa(data: Path, out: Path, workers: int, limit: int | None) -> dict:
@@ -202,7 +218,7 @@ def peer_rensa(data: Path, out: Path, workers: int, limit: int | None) -> dict:
     pairs = []
     for i, text in enumerate(t.column("content").to_pylist()):
         m = RMinHash(CFG["num_perm"], CFG["seed"])
-        m.update(seed_shingles(text))
+        m.update(peer_shingles(text))
         pairs += [(i, j) for j in lsh.query(m)]
         lsh.insert(i, m)
     keep = union_find_keep(t.num_rows, pairs)
@@ -219,7 +235,7 @@ def peer_datasketch(data: Path, out: Path, workers: int, limit: int | None) -> d
     pairs = []
     for i, text in enumerate(t.column("content").to_pylist()):
         m = MinHash(num_perm=CFG["num_perm"], seed=CFG["seed"])
-        m.update_batch([s.encode() for s in seed_shingles(text)])
+        m.update_batch([s.encode() for s in peer_shingles(text)])
         pairs += [(i, j) for j in lsh.query(m)]
         lsh.insert(i, m)
     keep = union_find_keep(t.num_rows, pairs)
@@ -386,17 +402,17 @@ def quality(n_pairs: int) -> None:
     import numpy as np
     import pyarrow as pa
 
-    from ray_tasks.dedup.stage import DedupConfig, dedup
-    from ray_tasks.dedup.minhash import exact_jaccard
-    from benchmarks.near_dedup_corpus import jaccard_pairs, read_sources
+    from benchmarks.near_dedup_corpus import exact_jaccard, jaccard_pairs, read_sources
+    from ray_tasks.dedup.params import DedupParams
+    from ray_tasks.dedup.stage import dedup
 
     pairs = jaccard_pairs(read_sources(limit=max(4 * n_pairs, 1000), max_bytes=32 * 1024), n_pairs, seed=3, rates=(0.0, 1.0))
     rows = []
     for i, (a, b) in enumerate(pairs):
         rows += [dict(repo_name=f"p{i:05d}a", path="f.py", content=a), dict(repo_name=f"p{i:05d}b", path="f.py", content=b)]
-    r = dedup(pa.Table.from_pylist(rows), tempfile.mkdtemp(), DedupConfig())
+    r = dedup(pa.Table.from_pylist(rows), tempfile.mkdtemp(), DedupParams(), use_ray=False)
     cid = dict(zip(r.clusters.column("repo_name").to_pylist(), r.clusters.column("cluster_id").to_pylist()))
-    j = np.array([exact_jaccard(a, b) for a, b in pairs])
+    j = np.array([exact_jaccard(a, b, DedupParams()) for a, b in pairs])
     dup = np.array([cid.get(f"p{i:05d}a", -1) == cid.get(f"p{i:05d}b", -2) for i in range(len(pairs))])
     print(f"\nQuality: {len(pairs)} (real file, mutated copy) pairs; decision = same cluster; exact = seed 5-gram Jaccard")
     print(f"{'exact J':<12}{'pairs':>7}{'merged':>9}")
@@ -413,22 +429,23 @@ def incremental(table, workers: int) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from ray_tasks.dedup.stage import DedupConfig, dedup
+    from ray_tasks.dedup.params import DedupParams
+    from ray_tasks.dedup.stage import dedup
     from ray_tasks.executor import init_ray
 
-    init_ray(None, workers, 1024)
+    init_ray(_ray_params(workers))
     repos = sorted(set(table.column("repo_name").to_pylist()))
     new_repos = set(repos[::10])
     is_new = pa.array([r in new_repos for r in table.column("repo_name").to_pylist()])
     old, new = table.filter(pc.invert(is_new)), table.filter(is_new)
     d = Path(tempfile.mkdtemp())
-    dedup(table.slice(0, min(200, table.num_rows)), d / "warm", DedupConfig(), use_ray=True)  # workers up
+    dedup(table.slice(0, min(200, table.num_rows)), d / "warm", DedupParams(), use_ray=True)  # workers up
     t0 = time.perf_counter()
-    full = dedup(table, d / "full", DedupConfig(), use_ray=True)
+    full = dedup(table, d / "full", DedupParams(), use_ray=True)
     t_full = time.perf_counter() - t0
-    first = dedup(old, d / "inc", DedupConfig(), use_ray=True)
+    first = dedup(old, d / "inc", DedupParams(), use_ray=True)
     t0 = time.perf_counter()
-    second = dedup(new, d / "inc", DedupConfig(), use_ray=True)
+    second = dedup(new, d / "inc", DedupParams(), use_ray=True)
     t_inc = time.perf_counter() - t0
     kept = lambda r: set(zip(r.kept.column("repo_name").to_pylist(), r.kept.column("path").to_pylist()))  # noqa: E731
     sup = set(zip(second.superseded.column("repo_name").to_pylist(), second.superseded.column("path").to_pylist()))

@@ -31,11 +31,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 def starflow(problems, workers: int, timeout_s: float) -> tuple[float, dict[str, bool]]:
     from ray_tasks.evaluate.code_eval import score
-    from ray_tasks.evaluate.sandbox import SandboxLimits
+    from ray_tasks.evaluate.params import SandboxParams
 
     t0 = time.perf_counter()
-    _, records = score(problems, [[p.canonical_solution] for p in problems], [1], SandboxLimits(timeout_s=timeout_s),
-                       postprocess=False, workers=workers)
+    _, records = score(problems, [[p.canonical_solution] for p in problems], [1],
+                       SandboxParams(timeout_s=timeout_s, workers=workers), use_ray=True, local_workers=workers)
     return time.perf_counter() - t0, {r["task_id"]: r["status"] == "passed" for r in records}
 
 
@@ -62,13 +62,14 @@ def human_eval_clean(problems, workers: int, timeout_s: float) -> tuple[float, d
 
 def main() -> None:
     from ray_tasks.evaluate.humaneval import load_problems
-    from ray_tasks.executor import init_ray
+    from ray_tasks.evaluate.params import SandboxParams
+    from ray_tasks.executor import RayParams, init_ray
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--problems", type=int, default=164)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--timeout", type=float, default=3.0)
+    ap.add_argument("--timeout", type=float, default=SandboxParams().timeout_s)
     ap.add_argument("--peer-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     problems = load_problems(args.problems)
@@ -77,7 +78,7 @@ def main() -> None:
         print(json.dumps({"seconds": seconds, "verdicts": verdicts}))
         return
     n = len(problems)
-    init_ray(None, args.workers, 256)
+    init_ray(RayParams(num_cpus=args.workers, object_store_memory_mb=256))
     import ray
 
     # Ray itself is infrastructure: its worker processes are up before timing (no sandbox yet).

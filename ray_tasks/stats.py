@@ -1,14 +1,13 @@
-"""Accounting for a curation step: files and bytes kept and dropped, by reason, language and license class.
+"""Accounting helpers the stages' ``stats.json`` share: files and bytes per value of a column, examples per reason.
 
 Every number a user asks after a run ("how much Python did we keep, how much did
-the alpha filter cost, show me what it dropped") comes from here, for the
-stage's ``stats.json``, its metrics and its plots.
+the alpha filter cost, show me what it dropped") is built from these: ingest's
+account (ray_tasks/ingest/stage.py) and curate's (ray_tasks/curate/stats.py).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
 
 import pyarrow as pa
 
@@ -36,29 +35,3 @@ def examples(rejected: pa.Table, per_reason: int = EXAMPLES_PER_REASON) -> dict[
         if len(out[reason]) < per_reason:
             out[reason].append(f"{repo}:{path}")
     return dict(sorted(out.items()))
-
-
-def curation_stats(files_in: pa.Table, kept: pa.Table, rejected: pa.Table) -> dict[str, Any]:
-    """The stage's full account; ``files_in == files_kept + files_rejected`` always holds."""
-    return {
-        "files_in": files_in.num_rows,
-        "bytes_in": _bytes(files_in),
-        "files_kept": kept.num_rows,
-        "bytes_kept": _bytes(kept),
-        "files_rejected": rejected.num_rows,
-        "bytes_rejected": _bytes(rejected),
-        "rejected_by_reason": breakdown(rejected, "reason"),
-        "kept_by_language": breakdown(kept, "language"),
-        "kept_by_license_type": breakdown(kept, "license_type"),
-        "in_by_license_type": breakdown(files_in, "license_type"),
-        "kept_vendor_files": _count_true(kept, "is_vendor"),
-        "rejected_examples": examples(rejected),
-    }
-
-
-def _bytes(table: pa.Table) -> int:
-    return int(sum(v or 0 for v in table.column("length_bytes").to_pylist())) if table.num_rows else 0
-
-
-def _count_true(table: pa.Table, column: str) -> int:
-    return int(sum(1 for v in table.column(column).to_pylist() if v)) if column in table.column_names else 0

@@ -21,6 +21,7 @@ from ray_tasks.curate.decontaminate import (
 from ray_tasks.curate.malware import MalwareFilter, build_scanners
 from ray_tasks.curate.params import CurateParams
 from ray_tasks.curate.pii import COUNT_COLUMNS, count_totals, drop_count_columns, redact_batch_counted
+from ray_tasks.curate.stats import table_bytes
 from ray_tasks.executor import map_batches
 
 
@@ -66,7 +67,7 @@ def privacy_stats(annotated: pa.Table, steps: PrivacySteps, pii_counts: dict[str
     report = contamination_report(annotated, steps.decontamination.matcher) if steps.decontamination else REPORT_SCHEMA.empty_table()
     stats = {
         **pii_counts,
-        "bytes_kept_after_pii": int(sum(v or 0 for v in kept.column("length_bytes").to_pylist())) if kept.num_rows else 0,
+        "bytes_kept_after_pii": table_bytes(kept),
         "files_malware": sum(r.startswith("malware:") for r in reasons),
         "malware_scanners": steps.scanners,
         **contamination_stats(report),

@@ -5,7 +5,8 @@ probability ``fim_rate`` the document is a FIM candidate; each of its file
 fragments is then transformed with probability ``fragment_rate`` (the
 ``<repo_name>`` metadata fragment never is). A transformed fragment is cut at two
 uniformly drawn character positions into prefix/middle/suffix and laid out in
-the BigCode Megatron fork's token order:
+the BigCode Megatron fork's token order (https://github.com/bigcode-project/Megatron-LM,
+``megatron/data/gpt_dataset.py``):
 
     PSM: <fim_prefix> prefix <fim_suffix> suffix <fim_middle> middle
     SPM: <fim_prefix> <fim_suffix> suffix <fim_middle> prefix middle   (probability spm_rate)

@@ -1,6 +1,7 @@
 """A byte-level BPE tokenizer with StarCoder2's 38 special tokens, trained locally.
 
-StarCoder2's recipe (the StarCoder2 paper, https://arxiv.org/abs/2402.19173, on its tokenizer): byte-level BPE trained with HF
+StarCoder2's recipe (https://arxiv.org/abs/2402.19173; the released tokenizer at
+https://huggingface.co/bigcode/starcoder2-15b): byte-level BPE trained with HF
 ``tokenizers``, digits split individually before the GPT-2 byte-level regex,
 ``<|endoftext|>`` = id 0 doubling as bos/eos/unk. The special tokens take ids
 0..37 in the published order, so FIM and repository-context markers are single

@@ -7,10 +7,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-import ray_tasks.tokenize.stage as prep
+import ray_tasks.tokenize.documents as documents
 from ray_tasks.tokenize.fim import FimCounts, FimIds, document_parts, fim_parts
 from ray_tasks.tokenize.split import split_repositories
-from ray_tasks.tokenize.stage import PrepareConfig, encode_parts, prepare, repository_document
+from ray_tasks.tokenize.documents import encode_parts, repository_document
+from ray_tasks.tokenize.params import TokenizeParams
+from ray_tasks.tokenize.stage import prepare
 from ray_tasks.tokenize.tokenizer import SPECIAL_TOKENS, load_tokenizer, train_bpe
 
 SPECIAL = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
@@ -66,24 +68,24 @@ def test_psm_and_spm_layouts_token_for_token(tok):
 def test_document_layouts(tok):
     files = [("a.py", "A = 1\n", "Python"), ("b.py", "B = 2\n", "Python")]
     counts = FimCounts()
-    meta = PrepareConfig(repo_metadata_prob=1.0, fim_rate=0.0)
+    meta = TokenizeParams(repo_metadata_prob=1.0, fim_rate=0.0)
     parts, langs, with_meta = repository_document("org/r", files, meta, SPECIAL, counts)
     ids, per_lang = encode_parts(tok, parts, langs)
     text = tok.decode(ids.tolist(), skip_special_tokens=False)
     assert with_meta and text.startswith("<repo_name>org/r<file_sep>") and text.endswith("<|endoftext|>")
     assert "<file_sep>a.py\nA = 1\n" in text and "<file_sep>b.py\nB = 2\n" in text
-    bare, _, _ = repository_document("org/r", files, PrepareConfig(repo_metadata_prob=0.0, fim_rate=0.0), SPECIAL, counts)
+    bare, _, _ = repository_document("org/r", files, TokenizeParams(repo_metadata_prob=0.0, fim_rate=0.0), SPECIAL, counts)
     assert bare[0] == SEP and "a.py\nA = 1\n" not in bare and bare[-1] == EOT
     assert per_lang["Python"] > 0 and per_lang["metadata"] > 0
     # Every file of a FIM'd document: <file_sep><fim_prefix>...; metadata is never transformed.
-    fim_all = PrepareConfig(repo_metadata_prob=1.0, fim_rate=1.0, fim_fragment_rate=1.0, fim_spm_rate=0.0)
+    fim_all = TokenizeParams(repo_metadata_prob=1.0, fim_rate=1.0, fim_fragment_rate=1.0, fim_spm_rate=0.0)
     parts, _, _ = repository_document("org/r", files, fim_all, SPECIAL, counts)
     assert parts[:2] == [REPO, "org/r"] and parts.count(PRE) == 2
     assert all(parts[i + 1] == PRE for i, p in enumerate(parts) if p == SEP)
 
 
 def test_measured_rates_match_params_over_10k_documents():
-    cfg = PrepareConfig(repo_metadata_prob=0.5, fim_rate=0.5, fim_fragment_rate=0.5, fim_spm_rate=0.5)
+    cfg = TokenizeParams(repo_metadata_prob=0.5, fim_rate=0.5, fim_fragment_rate=0.5, fim_spm_rate=0.5)
     counts, with_meta = FimCounts(), 0
     files = [(f"f{i}.py", f"x{i} = {i}\n", "Python") for i in range(4)]
     for r in range(10_000):
@@ -124,12 +126,13 @@ def _corpus(n_repos=8):
     return pa.Table.from_pylist(rows)
 
 
-CFG = PrepareConfig(vocab_size=400, min_frequency=1, seq_len=32, seq_len_stage2=64, val_fraction=0.25,
+CFG = TokenizeParams(vocab_size=400, min_frequency=1, seq_len=32, seq_len_stage2=64, val_fraction=0.25,
                     repos_per_task=3, fim_eval_examples=5, shard_sequences=50)
 
 
-def _shard_bytes(d):
-    return {p.name: p.read_bytes() for p in sorted(d.glob("*.npy"))}
+def _output_bytes(d):
+    """Every output file's bytes, the tokenizer folder included (DVC hashes them all)."""
+    return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
 
 
 def test_prepare_outputs_determinism_and_split(tmp_path, ray_session):
@@ -139,10 +142,13 @@ def test_prepare_outputs_determinism_and_split(tmp_path, ray_session):
     stats = prepare(_corpus(), a, CFG)
     prepare(_corpus(), b, CFG)
     prepare(_corpus(), c, CFG, use_ray=True)
-    assert _shard_bytes(a) == _shard_bytes(b) == _shard_bytes(c)  # same seed, with or without Ray
+    assert _output_bytes(a) == _output_bytes(b) == _output_bytes(c)  # same seed, with or without Ray, every file
 
     manifest = json.loads((a / "manifest.json").read_text())
     split = json.loads((a / "split.json").read_text())
+    assert manifest["config"] == CFG.model_dump()
+    assert not {"encode_tokens_per_second", "chunks"} & set(manifest)  # figures of the run stay in the stats
+    assert stats["chunks_from_cache"] == 0 and stats["encode_tokens_per_second"] > 0
     assert not set(split["train"]) & set(split["val"])
     assert manifest["splits"]["val"]["documents"] == len(split["val"]) == 2
     assert len(manifest["splits"]["train"]["shards"]["stage1"]) > 1  # shard_sequences=50 splits the train set
@@ -166,22 +172,29 @@ def test_resume_reuses_encoded_chunks_and_given_tokenizer(tmp_path, monkeypatch)
     (tmp_path / "a").mkdir()
     prepare(_corpus(), tmp_path / "a", CFG, work)
     calls = []
-    real = prep.encode_chunk
-    monkeypatch.setattr(prep, "encode_chunk", lambda *a: calls.append(1) or real(*a))
+    real = documents.encode_chunk
+    monkeypatch.setattr(documents, "encode_chunk", lambda *a: calls.append(1) or real(*a))
     (tmp_path / "b").mkdir()
-    prepare(_corpus(), tmp_path / "b", CFG, work)
-    assert calls == []  # every chunk came from the cache
-    assert _shard_bytes(tmp_path / "a") == _shard_bytes(tmp_path / "b")
+    stats = prepare(_corpus(), tmp_path / "b", CFG, work)
+    assert calls == [] and stats["chunks_from_cache"] == 3  # every chunk came from the cache
+    assert stats["encode_tokens_per_second"] is None  # nothing encoded in this run
+    # Reused chunks and timings are stats of the run, not outputs: the folder is the same bytes.
+    assert _output_bytes(tmp_path / "a") == _output_bytes(tmp_path / "b")
 
-    given = PrepareConfig(**{**CFG.__dict__, "tokenizer_path": str(tmp_path / "a" / "tokenizer")})
+    given = CFG.model_copy(update={"tokenizer_path": str(tmp_path / "a" / "tokenizer")})
     (tmp_path / "c").mkdir()
     prepare(_corpus(), tmp_path / "c", given)
-    assert _shard_bytes(tmp_path / "a") == _shard_bytes(tmp_path / "c")
+    shards = lambda d: {k: v for k, v in _output_bytes(d).items() if k.endswith(".npy")}  # noqa: E731
+    assert shards(tmp_path / "a") == shards(tmp_path / "c")  # the manifest records the tokenizer_path
     with pytest.raises(ValueError, match="does not exist"):
         load_tokenizer(tmp_path / "nope")
 
 
 def test_bad_inputs_are_clear_errors(tmp_path):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="seq_len_stage2 must be >= seq_len"):
+        TokenizeParams(seq_len=64, seq_len_stage2=32)
     with pytest.raises(ValueError, match="empty"):
         prepare(_corpus().slice(0, 0), tmp_path, CFG)
     with pytest.raises(ValueError, match="at least 2 repositories"):
