@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test test-quick bench lock clean
+.PHONY: setup run tiny test test-quick bench lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/starflow init
 	$(BIN)/starflow run
+
+# A first look: the whole DAG on the tiny configuration (about 2 minutes on 2 cores).
+tiny: setup
+	$(BIN)/starflow init
+	$(BIN)/starflow run --params params.tiny.yaml
 
 test: setup
 	$(BIN)/pytest -q -ra
