@@ -51,8 +51,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CFG = dict(ngram=5, num_perm=250, bands=25, rows=10, threshold=0.7, seed=42, min_tokens=5)
-"""The seed's parameters, given to every peer (StarFlow's own: ``DedupParams()``, the same values)."""
+from ray_tasks.dedup.params import DedupParams  # noqa: E402  (after the repository root is on sys.path)
+
+CFG = DedupParams()
+"""The seed's parameters (params.yaml's defaults), given to StarFlow and to every peer."""
 NONWORD = re.compile(r"\W")
 
 
@@ -99,7 +101,7 @@ def peer_shingles(text: str) -> list[str]:
     """The seed's shingles, as the bare scripts compute them."""
     from benchmarks.near_dedup_corpus import seed_shingles
 
-    return list(seed_shingles(text, CFG["ngram"], CFG["min_tokens"]))
+    return list(seed_shingles(text, CFG.ngram_size, CFG.min_tokens))
 
 
 def union_find_keep(n: int, pairs) -> list[int]:
@@ -142,7 +144,6 @@ def _starflow(data: Path, out: Path, workers: int, limit: int | None, executor: 
 
     ``ray`` starts Ray before the clock (its start is reported apart); ``auto`` starts it
     inside the clock when it decides to use it, as ``starflow dedup`` would."""
-    from ray_tasks.dedup.params import DedupParams
     from ray_tasks.dedup.stage import content_bytes, dedup
     from ray_tasks.executor import RayParams, wants_ray
     from ray_tasks.tables import write_parquet_atomic
@@ -154,7 +155,7 @@ def _starflow(data: Path, out: Path, workers: int, limit: int | None, executor: 
     use_ray = wants_ray(RayParams(executor=executor), content_bytes(t), ray_up=False)
     if use_ray and executor == "auto":
         ray_start = _start_ray(workers)
-    r = dedup(t, out / "index", DedupParams(), use_ray=use_ray)
+    r = dedup(t, out / "index", CFG, use_ray=use_ray)
     write_parquet_atomic(r.kept, out / "kept.parquet")
     write_parquet_atomic(r.clusters, out / "clusters.parquet")
     return {"files": t.num_rows, "mb": _mb(t), "removed": t.num_rows - r.kept.num_rows, "seconds": time.perf_counter() - t0,
@@ -202,10 +203,9 @@ def _warm() -> float:
     import pyarrow as pa
 
     from ray_tasks.dedup.minhash import shingle_hashes
-    from ray_tasks.dedup.params import DedupParams
 
     t0 = time.perf_counter()
-    shingle_hashes(pa.array(["warm up the kernels ok"], pa.large_string()), DedupParams())
+    shingle_hashes(pa.array(["warm up the kernels ok"], pa.large_string()), CFG)
     return time.perf_counter() - t0
 
 
@@ -214,10 +214,10 @@ def peer_rensa(data: Path, out: Path, workers: int, limit: int | None) -> dict:
 
     t0 = time.perf_counter()
     t = read_corpus(data, limit)
-    lsh = RMinHashLSH(CFG["threshold"], CFG["num_perm"], CFG["bands"])
+    lsh = RMinHashLSH(CFG.threshold, CFG.num_perm, CFG.bands)
     pairs = []
     for i, text in enumerate(t.column("content").to_pylist()):
-        m = RMinHash(CFG["num_perm"], CFG["seed"])
+        m = RMinHash(CFG.num_perm, CFG.seed)
         m.update(peer_shingles(text))
         pairs += [(i, j) for j in lsh.query(m)]
         lsh.insert(i, m)
@@ -231,10 +231,10 @@ def peer_datasketch(data: Path, out: Path, workers: int, limit: int | None) -> d
 
     t0 = time.perf_counter()
     t = read_corpus(data, limit)
-    lsh = MinHashLSH(threshold=CFG["threshold"], num_perm=CFG["num_perm"], params=(CFG["bands"], CFG["rows"]))
+    lsh = MinHashLSH(threshold=CFG.threshold, num_perm=CFG.num_perm, params=(CFG.bands, CFG.rows))
     pairs = []
     for i, text in enumerate(t.column("content").to_pylist()):
-        m = MinHash(num_perm=CFG["num_perm"], seed=CFG["seed"])
+        m = MinHash(num_perm=CFG.num_perm, seed=CFG.seed)
         m.update_batch([s.encode() for s in peer_shingles(text)])
         pairs += [(i, j) for j in lsh.query(m)]
         lsh.insert(i, m)
@@ -275,7 +275,7 @@ def peer_datatrove(data: Path, out: Path, workers: int, limit: int | None) -> di
         pq.write_table(t.slice(half), src / "part-1.parquet")
     files = len(list(src.glob("*.parquet")))
     t0 = time.perf_counter()
-    cfg = MinhashConfig(n_grams=CFG["ngram"], num_buckets=CFG["bands"], hashes_per_bucket=CFG["rows"], seed=CFG["seed"],
+    cfg = MinhashConfig(n_grams=CFG.ngram_size, num_buckets=CFG.bands, hashes_per_bucket=CFG.rows, seed=CFG.seed,
                         hash_config=HashConfig(precision=64, hash_fc="xxhash"))
     reader = lambda: ParquetReader(str(src), text_key="content", id_key="id")  # noqa: E731
     logs = out / "logs"
@@ -403,16 +403,15 @@ def quality(n_pairs: int) -> None:
     import pyarrow as pa
 
     from benchmarks.near_dedup_corpus import exact_jaccard, jaccard_pairs, read_sources
-    from ray_tasks.dedup.params import DedupParams
     from ray_tasks.dedup.stage import dedup
 
     pairs = jaccard_pairs(read_sources(limit=max(4 * n_pairs, 1000), max_bytes=32 * 1024), n_pairs, seed=3, rates=(0.0, 1.0))
     rows = []
     for i, (a, b) in enumerate(pairs):
         rows += [dict(repo_name=f"p{i:05d}a", path="f.py", content=a), dict(repo_name=f"p{i:05d}b", path="f.py", content=b)]
-    r = dedup(pa.Table.from_pylist(rows), tempfile.mkdtemp(), DedupParams(), use_ray=False)
+    r = dedup(pa.Table.from_pylist(rows), tempfile.mkdtemp(), CFG, use_ray=False)
     cid = dict(zip(r.clusters.column("repo_name").to_pylist(), r.clusters.column("cluster_id").to_pylist()))
-    j = np.array([exact_jaccard(a, b, DedupParams()) for a, b in pairs])
+    j = np.array([exact_jaccard(a, b, CFG) for a, b in pairs])
     dup = np.array([cid.get(f"p{i:05d}a", -1) == cid.get(f"p{i:05d}b", -2) for i in range(len(pairs))])
     print(f"\nQuality: {len(pairs)} (real file, mutated copy) pairs; decision = same cluster; exact = seed 5-gram Jaccard")
     print(f"{'exact J':<12}{'pairs':>7}{'merged':>9}")
@@ -429,7 +428,6 @@ def incremental(table, workers: int) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from ray_tasks.dedup.params import DedupParams
     from ray_tasks.dedup.stage import dedup
     from ray_tasks.executor import init_ray
 
@@ -439,13 +437,13 @@ def incremental(table, workers: int) -> None:
     is_new = pa.array([r in new_repos for r in table.column("repo_name").to_pylist()])
     old, new = table.filter(pc.invert(is_new)), table.filter(is_new)
     d = Path(tempfile.mkdtemp())
-    dedup(table.slice(0, min(200, table.num_rows)), d / "warm", DedupParams(), use_ray=True)  # workers up
+    dedup(table.slice(0, min(200, table.num_rows)), d / "warm", CFG, use_ray=True)  # workers up
     t0 = time.perf_counter()
-    full = dedup(table, d / "full", DedupParams(), use_ray=True)
+    full = dedup(table, d / "full", CFG, use_ray=True)
     t_full = time.perf_counter() - t0
-    first = dedup(old, d / "inc", DedupParams(), use_ray=True)
+    first = dedup(old, d / "inc", CFG, use_ray=True)
     t0 = time.perf_counter()
-    second = dedup(new, d / "inc", DedupParams(), use_ray=True)
+    second = dedup(new, d / "inc", CFG, use_ray=True)
     t_inc = time.perf_counter() - t0
     kept = lambda r: set(zip(r.kept.column("repo_name").to_pylist(), r.kept.column("path").to_pylist()))  # noqa: E731
     sup = set(zip(second.superseded.column("repo_name").to_pylist(), second.superseded.column("path").to_pylist()))

@@ -32,7 +32,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ray_tasks.curate.pii import PII_TYPES, PiiConfig, detect, redact  # noqa: E402
+from ray_tasks.curate.params import PiiParams  # noqa: E402
+from ray_tasks.curate.pii import PII_TYPES, detect, redact  # noqa: E402
 
 LABELLED = ROOT / "tests" / "assets" / "pii_labelled.yaml"
 
@@ -46,15 +47,16 @@ def load_labelled(path: Path = LABELLED) -> list[dict]:
     return snippets
 
 
-def score(snippets: list[dict], config: PiiConfig | None = None) -> dict:
-    """Per-type recall, decoy survival and unlabelled findings over the labelled set."""
+def score(snippets: list[dict], params: PiiParams | None = None) -> dict:
+    """Per-type recall, decoy survival and unlabelled findings over the labelled set (default params unless given)."""
+    params = params or PiiParams()
     total, caught = Counter(), Counter()
     decoys = survived = 0
     missed, broken, unlabelled = [], [], []
     for s in snippets:
         text = s["text"]
-        findings = detect(text, s["path"], config)
-        redacted, _ = redact(text, s["path"], config)
+        findings = detect(text, s["path"], params)
+        redacted, _ = redact(text, s["path"], params)
         spans = []
         for kind, value in s.get("secrets") or []:
             start = text.index(value)
@@ -143,13 +145,13 @@ def materialise(files: list[tuple[str, bytes]], root: Path) -> list[Path]:
 
 
 def run_ours(paths: list[Path]) -> tuple[float, Counter, list]:
-    config = PiiConfig()
+    params = PiiParams()
     counts: Counter = Counter()
     hits = []
     t0 = time.perf_counter()
     for p in paths:
         text = p.read_text(encoding="utf-8")
-        _, findings = redact(text, str(p), config)
+        _, findings = redact(text, str(p), params)
         counts.update(f.type for f in findings)
         hits += [(p, text.count("\n", 0, f.start) + 1, f.type, f.value) for f in findings]
     return time.perf_counter() - t0, counts, hits

@@ -1,60 +1,47 @@
-"""Stage ``curate``: language, license and quality filters, run over Arrow batches on Ray Data."""
+"""Stage ``curate``: license, language, quality, malware and benchmark filters, then PII redaction.
+
+The contract is ``ray_tasks/curate/__init__.py``; the work is ``ray_tasks.curate.stage.curate``,
+on Ray or in this process as ``params.ray`` decides (``executor_session``,
+``ray_tasks/executor.py``), with the same outputs either way. This flow reads and writes
+``data/``, and publishes the metrics, a Prefect table and MLflow plots.
+"""
 
 from __future__ import annotations
 
+import pyarrow.compute as pc
 from prefect import flow, get_run_logger
 
 from flows import tracking
 from flows.config import Params
-from ray_tasks.curate.privacy import CONTAMINATION, SUMMARY_KEYS, privacy_filters, privacy_stats, redact_kept
 from flows.workspace import FILES, REJECTED, stage_dir
-from ray_tasks.curate.stage import build_filters, split_annotated
-from ray_tasks.curate.filters import apply_filters
-from ray_tasks.executor import map_batches, ray_running
-from ray_tasks.stats import curation_stats
-from ray_tasks.tables import AtomicDir, read_table, write_json_atomic, write_parquet_atomic
+from ray_tasks.curate.stage import curate
+from ray_tasks.curate.stats import metrics
+from ray_tasks.executor import executor_session
+from ray_tasks.tables import AtomicDir, read_table, utf8_lengths, write_json_atomic, write_parquet_atomic
 
+CONTAMINATION = "contamination.parquet"
 STATS = "stats.json"
 
 
 @flow(name="stage-curate")
 def curate_flow(params: Params, parent_run_id: str | None = None) -> dict:
     log = get_run_logger()
-    cfg = params.curate
     with tracking.stage_run("curate", params, parent_run_id):
         files = read_table(stage_dir("dedup") / FILES)
-        privacy = privacy_filters(cfg, log)
-        filters = build_filters(cfg.keep_license_types, cfg.drop_unknown_language, drop_vendor=cfg.drop_vendor,
-                                malware=privacy.malware, decontamination=privacy.decontamination,
-                                **cfg.quality.model_dump())
-        with ray_running(params.ray.address, params.ray.num_cpus, params.ray.object_store_memory_mb):
-            annotated = map_batches(files, apply_filters, cfg.batch_size, {"filters": filters})
-            kept, rejected = split_annotated(annotated)
-            stats = curation_stats(files, kept, rejected)  # the filters' account, before redaction
-            kept, pii_counts = redact_kept(kept, cfg)  # PII in kept files, on the same Ray batches
-        extra, contamination = privacy_stats(annotated, privacy, pii_counts, kept)
-        stats.update(extra)
-        with AtomicDir(stage_dir("curate")) as out:
-            write_parquet_atomic(kept, out / FILES)
-            write_parquet_atomic(rejected, out / REJECTED)
-            write_parquet_atomic(contamination, out / CONTAMINATION)
-            write_json_atomic(stats, out / STATS)
-        tracking.publish_metrics("curate", summary(stats), table_rows=table_rows(stats))
-        publish_plots(stats, stage_dir("curate") / STATS)
-        log.info("curate: kept %d of %d files", kept.num_rows, files.num_rows)
-    return summary(stats)
-
-
-def summary(stats: dict) -> dict:
-    """The figures DVC and MLflow track (the full account stays in stats.json)."""
-    keys = ("files_in", "bytes_in", "files_kept", "bytes_kept", "files_rejected", "bytes_rejected", "kept_vendor_files")
-    return {
-        **{k: stats[k] for k in keys},
-        **{k: stats[k] for k in SUMMARY_KEYS if k in stats},
-        "rejected_by_reason": {k: v["files"] for k, v in stats["rejected_by_reason"].items()},
-        "kept_by_license_type": {k: v["files"] for k, v in stats["kept_by_license_type"].items()},
-        "kept_by_language": {k: v["files"] for k, v in list(stats["kept_by_language"].items())[:20]},
-    }
+        n_bytes = int(pc.sum(utf8_lengths(files.column("content"))).as_py() or 0)
+        with executor_session(params.ray, n_bytes) as use_ray:
+            log.info("curate: %d files, %.1f MB, %s", files.num_rows, n_bytes / 2**20, "on Ray" if use_ray else "in this process")
+            out = curate(files, params.curate, use_ray, log)
+        with AtomicDir(stage_dir("curate")) as folder:
+            write_parquet_atomic(out.kept, folder / FILES)
+            write_parquet_atomic(out.rejected, folder / REJECTED)
+            write_parquet_atomic(out.contamination, folder / CONTAMINATION)
+            write_json_atomic(out.stats, folder / STATS)
+        summary = metrics(out.stats)
+        tracking.publish_metrics("curate", summary, table_rows=table_rows(out.stats))
+        publish_plots(out.stats, stage_dir("curate") / STATS)
+        log.info("curate: kept %d of %d files", out.kept.num_rows, files.num_rows)
+    return summary
 
 
 def table_rows(stats: dict) -> list[dict]:

@@ -6,9 +6,10 @@ Their own base, not ``ray_tasks.params``: the torch side imports neither ``flows
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic.fields import FieldInfo
 
 
 class TrainSection(BaseModel):
@@ -17,65 +18,117 @@ class TrainSection(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
 
 
-class ModelParams(TrainSection):
-    """StarCoder2 architecture: a preset (models/presets.py), optionally with fields overridden.
+class ModelShape(TrainSection):
+    """A complete StarCoder2 architecture: the released ones are in models/presets.py.
+
+    Each field is also a ``train.model`` override (``ModelParams``), declared here only."""
+
+    hidden_size: int = Field(gt=0)
+    """Width of the residual stream."""
+    num_hidden_layers: int = Field(gt=0)
+    """Transformer blocks."""
+    num_attention_heads: int = Field(gt=0)
+    """Query heads per layer."""
+    num_key_value_heads: int = Field(gt=0)
+    """GQA: query heads share this many key/value heads."""
+    intermediate_size: int = Field(gt=0)
+    """MLP width (StarCoder2: 4x hidden)."""
+    max_position_embeddings: int = Field(gt=0)
+    """Longest context the position encoding is configured for."""
+    sliding_window: int | None = Field(gt=0)
+    """Sliding-window attention span (None: full attention)."""
+    rope_theta: float = Field(gt=0)
+    """RoPE base for stage 1 (StarCoder2: 1e5)."""
+    tie_word_embeddings: bool
+    """Share input and output embeddings (3B/7B yes, 15B no)."""
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> ModelShape:
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError("hidden_size must be divisible by num_attention_heads")
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError("num_attention_heads must be divisible by num_key_value_heads")
+        return self
+
+    def replace(self, **changes: Any) -> ModelShape:
+        """This shape with some fields changed, validated again."""
+        return ModelShape.model_validate({**self.model_dump(), **changes})
+
+
+class _Preset(TrainSection):
+    preset: Literal["tiny", "3b", "7b", "15b"] = "tiny"
+    """The architecture to start from (models/presets.py); the fields below override it."""
+
+
+def _as_overrides(shape: type[BaseModel]) -> dict[str, Any]:
+    """Every field of ``shape`` as an optional field (None: keep the preset's value), with its
+    constraints and docstring, so that an override is declared once, on the shape."""
+    return {name: (f.annotation | None, FieldInfo.merge_field_infos(f, default=None))
+            for name, f in shape.model_fields.items()}
+
+
+_ModelFields = create_model("_ModelFields", __base__=_Preset, **_as_overrides(ModelShape))
+
+
+class ModelParams(_ModelFields):  # type: ignore[misc, valid-type]
+    """StarCoder2 architecture: a preset, optionally with fields of its ``ModelShape`` overridden.
 
     ``tiny`` trains on a CPU in minutes; ``3b``/``7b``/``15b`` are the released shapes."""
 
-    preset: Literal["tiny", "3b", "7b", "15b"] = "tiny"
-    hidden_size: int | None = Field(default=None, gt=0)
-    num_hidden_layers: int | None = Field(default=None, gt=0)
-    num_attention_heads: int | None = Field(default=None, gt=0)
-    num_key_value_heads: int | None = Field(default=None, gt=0)
-    """GQA: query heads share this many key/value heads."""
-    intermediate_size: int | None = Field(default=None, gt=0)
-    """MLP width (StarCoder2: 4x hidden)."""
-    max_position_embeddings: int | None = Field(default=None, gt=0)
-    sliding_window: int | None = Field(default=None, gt=0)
-    """Sliding-window attention span."""
-    rope_theta: float | None = Field(default=None, gt=0)
-    """RoPE base for stage 1 (StarCoder2: 1e5)."""
-    tie_word_embeddings: bool | None = None
-    """Share input and output embeddings (3B/7B yes, 15B no)."""
-
-    def overrides(self) -> dict:
+    def overrides(self) -> dict[str, Any]:
+        """The fields set here (not None): what replaces the preset's values."""
         return {k: v for k, v in self.model_dump(exclude={"preset"}).items() if v is not None}
 
-    @model_validator(mode="after")
-    def _heads_divide(self) -> ModelParams:
+    def shape(self) -> ModelShape:
+        """The preset with the overrides applied."""
         from models.presets import PRESETS
 
-        shape = {**PRESETS[self.preset].__dict__, **self.overrides()}
-        if shape["hidden_size"] % shape["num_attention_heads"]:
-            raise ValueError("hidden_size must be divisible by num_attention_heads")
-        if shape["num_attention_heads"] % shape["num_key_value_heads"]:
-            raise ValueError("num_attention_heads must be divisible by num_key_value_heads")
+        return PRESETS[self.preset].replace(**self.overrides())
+
+    @model_validator(mode="after")
+    def _valid_shape(self) -> ModelParams:
+        try:
+            self.shape()
+        except ValidationError as exc:  # the shape's own message, under this section's key
+            raise ValueError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
         return self
 
 
 class Stage2Params(TrainSection):
-    """Long-context continuation (StarCoder2 stage 2): stage 1's weights, longer sequences, larger RoPE theta."""
+    """Long-context continuation (StarCoder2 stage 2): stage 1's weights, longer sequences, larger RoPE theta.
+
+    Except ``rope_theta`` (a shape change), each field replaces the ``TrainParams`` field of
+    the same name for stage 2; the other settings are stage 1's."""
 
     max_steps: int = Field(default=100, ge=0)
     """Optimizer steps at ``tokenize.seq_len_stage2`` (0: no stage 2)."""
     lr: float = Field(default=2e-4, gt=0)
     """Peak learning rate (paper: a tenth of stage 1's)."""
     warmup_steps: int = Field(default=10, ge=0)
+    """Linear warmup steps of stage 2's schedule."""
     rope_theta: float = Field(default=1_000_000.0, gt=0)
     """RoPE base for the long context (paper: 10x stage 1's)."""
     micro_batch_size: int = Field(default=2, gt=0)
+    """Sequences per rank per micro-step at the long context."""
     eval_every: int = Field(default=50, gt=0)
+    """Validate every this many stage-2 steps."""
     checkpoint_every: int = Field(default=50, gt=0)
+    """Save a DeepSpeed checkpoint every this many stage-2 steps (and at the end)."""
 
 
 class TrainParams(TrainSection):
+    """How a model is trained: the hyperparameters of one run (stage 1; stage 2 replaces some)."""
+
     model: ModelParams = Field(default_factory=ModelParams)
+    """The architecture."""
     zero_stage: Literal[0, 1, 2, 3] = 1
     """DeepSpeed ZeRO stage."""
     dtype: Literal["fp32", "bf16"] = "fp32"
     """Training precision (bf16 is ~50x slower on CPUs without AMX: use fp32 there)."""
     micro_batch_size: int = Field(default=8, gt=0)
+    """Sequences per rank per micro-step."""
     grad_accum_steps: int = Field(default=1, gt=0)
+    """Micro-steps per optimizer step."""
     max_steps: int = Field(default=300, gt=0)
     """Stage-1 optimizer steps."""
     lr: float = Field(default=2e-3, gt=0)
@@ -83,13 +136,19 @@ class TrainParams(TrainSection):
     min_lr_ratio: float = Field(default=0.1, ge=0, le=1)
     """Cosine decay floor as a fraction of the peak (paper: peak/10)."""
     warmup_steps: int = Field(default=30, ge=0)
+    """Linear warmup steps before the cosine decay."""
     weight_decay: float = Field(default=0.1, ge=0)
+    """AdamW weight decay."""
     adam_beta1: float = Field(default=0.9, gt=0, lt=1)
+    """AdamW beta1."""
     adam_beta2: float = Field(default=0.95, gt=0, lt=1)
+    """AdamW beta2."""
     adam_eps: float = Field(default=1e-8, gt=0)
+    """AdamW epsilon."""
     grad_clip: float = Field(default=1.0, gt=0)
+    """Gradient norm clipping threshold."""
     gradient_checkpointing: bool = False
-    """Activation checkpointing: recompute activations in backward (less memory, more compute)."""
+    """Activation checkpointing: recompute activations in backward (less memory, ~30% more compute)."""
     eval_every: int = Field(default=50, gt=0)
     """Validate every this many steps."""
     eval_batches: int = Field(default=16, gt=0)
@@ -99,8 +158,10 @@ class TrainParams(TrainSection):
     num_processes: int = Field(default=1, ge=1)
     """Data-parallel ranks on this machine (1: train in-process; >1: launched with torchrun)."""
     seed: int = 0
+    """Seed of the initial weights and of the batch order."""
     torch_threads: int | None = Field(default=None, gt=0)
     """Intra-op CPU threads (None: torch's default)."""
     peak_flops: float | None = Field(default=None, gt=0)
     """Peak FLOP/s of one device for the MFU estimate (e.g. 9.89e14 for an H100 in bf16; None: no MFU)."""
     stage2: Stage2Params = Field(default_factory=Stage2Params)
+    """Stage 2, the long-context continuation."""

@@ -1,95 +1,43 @@
-"""Training a StarCoder2 model with DeepSpeed, on CPU or GPU.
+"""Training a StarCoder2 model with DeepSpeed, on CPU or GPU: the training loop.
 
-Single process (what the train stage does by default; rendezvous env vars are
-set here when no launcher did):
+Single process (what the train stage does by default; models/distributed.py makes a group
+of one when no launcher set one up):
 
     starflow stage train
 
 Several processes or nodes: the same entry point under a launcher, which sets
-RANK/WORLD_SIZE/MASTER_ADDR and the rest:
+RANK/WORLD_SIZE/MASTER_ADDR and the rest (models/launch.py starts torchrun or Ray Train):
 
-    deepspeed --num_gpus 8 --module models.train --config run_config.json   # CPU: --num_accelerators 2
-    torchrun --nproc_per_node 2 -m models.train --config run_config.json
+    deepspeed --num_gpus 8 --module models.train --config run.json   # CPU: --num_accelerators 2
+    torchrun --nproc_per_node 2 -m models.train --config run.json
 
-The loop reads top-down: build model -> deepspeed.initialize -> (resume) ->
-steps with periodic validation and checkpoints -> export to HF format.
+``run.json`` is a ``TrainRun`` (models/run.py) as JSON. The loop reads top-down: build
+model -> deepspeed.initialize -> (resume) -> steps with periodic validation and
+checkpoints -> export to HF format.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import math
-import os
-import socket
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 
+from models import distributed
 from models.data import TokenShards, random_batch, sequential_batches
-from models.presets import ModelShape, starcoder2_config
+from models.params import ModelShape
+from models.presets import starcoder2_config
+from models.run import TrainRun, deepspeed_config
 
 log = logging.getLogger(__name__)
 
 MetricsCallback = Callable[[int, dict[str, float]], None]
-
-
-@dataclass
-class TrainConfig:
-    """Everything one training run needs; written beside its checkpoints as run_config.json."""
-
-    shards_dir: str
-    tokenizer_dir: str
-    work_dir: str
-    """Checkpoints go here while training; a rerun with the same config resumes from them."""
-    model: ModelShape
-    data_stage: str = "stage1"
-    """Which shard length to train on: ``stage1`` (base) or ``stage2`` (long context)."""
-    init_from: str | None = None
-    """An HF model folder whose weights start this run (stage 2 starts from stage 1's export)."""
-    zero_stage: int = 1
-    dtype: str = "fp32"
-    micro_batch_size: int = 8
-    grad_accum_steps: int = 1
-    max_steps: int = 300
-    lr: float = 2e-3
-    min_lr_ratio: float = 0.1
-    warmup_steps: int = 30
-    weight_decay: float = 0.1
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.95
-    adam_eps: float = 1e-8
-    grad_clip: float = 1.0
-    gradient_checkpointing: bool = False
-    """Recompute activations in the backward pass (less memory, ~30% more compute)."""
-    eval_every: int = 50
-    eval_batches: int = 16
-    checkpoint_every: int = 100
-    seed: int = 0
-    torch_threads: int | None = None
-    peak_flops: float | None = None
-    """Peak FLOP/s of one device, for the MFU estimate (None: MFU not reported)."""
-    extra_ds_config: dict = field(default_factory=dict)
-
-    def fingerprint(self) -> str:
-        """What must match for a checkpoint in work_dir to be resumable: this config and the same data.
-
-        The shard manifest carries a hash of every split's token stream, so new data never
-        resumes from a checkpoint trained on old data.
-        """
-        d = asdict(self)
-        d.pop("work_dir")
-        if self.init_from:
-            weights = Path(self.init_from) / "model.safetensors"
-            d["init_weights"] = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.exists() else None
-        manifest = Path(self.shards_dir) / "manifest.json"
-        d["data"] = hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.exists() else None
-        return json.dumps(d, sort_keys=True, default=str)
 
 
 @dataclass
@@ -110,81 +58,68 @@ class TrainResult:
     mfu: float | None = None
 
 
-def deepspeed_config(cfg: TrainConfig) -> dict:
-    conf = {
-        "train_micro_batch_size_per_gpu": cfg.micro_batch_size,
-        "gradient_accumulation_steps": cfg.grad_accum_steps,
-        "gradient_clipping": cfg.grad_clip,
-        "zero_optimization": {"stage": cfg.zero_stage},
-        "bf16": {"enabled": cfg.dtype == "bf16"},
-        "steps_per_print": 10**9,
-        "wall_clock_breakdown": False,
-    }
-    conf.update(cfg.extra_ds_config)
-    return conf
-
-
-def train(cfg: TrainConfig, on_metrics: MetricsCallback | None = None) -> TrainResult:
+def train(run: TrainRun, on_metrics: MetricsCallback | None = None) -> TrainResult:
     import deepspeed
     from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
-    if cfg.torch_threads:
-        torch.set_num_threads(cfg.torch_threads)
-    _init_distributed(deepspeed)
-    rank, world = torch.distributed.get_rank(), _world_size()
-    shards = TokenShards(cfg.shards_dir, cfg.data_stage)
+    hp = run.hparams
+    if hp.torch_threads:
+        torch.set_num_threads(hp.torch_threads)
+    distributed.init_process_group()
+    rank, world = distributed.rank(), distributed.world_size()
+    shards = TokenShards(run.shards_dir, run.data_stage)
     train_arr, val_arr = shards.split("train"), shards.split("val")
 
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg, shards.vocab_size)
+    torch.manual_seed(hp.seed)
+    model = build_model(run, shards.vocab_size)
     num_params = sum(p.numel() for p in model.parameters())
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
-        weight_decay=cfg.weight_decay,
+        model.parameters(), lr=hp.lr, betas=(hp.adam_beta1, hp.adam_beta2), eps=hp.adam_eps,
+        weight_decay=hp.weight_decay,
     )
     scheduler = get_cosine_with_min_lr_schedule_with_warmup(
-        optimizer, cfg.warmup_steps, cfg.max_steps, min_lr_rate=cfg.min_lr_ratio
+        optimizer, hp.warmup_steps, hp.max_steps, min_lr_rate=hp.min_lr_ratio
     )
     engine, _, _, _ = deepspeed.initialize(
-        model=model, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(cfg)
+        model=model, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(run)
     )
 
-    work = Path(cfg.work_dir)
-    start_step = _maybe_resume(engine, work, cfg)
+    work = Path(run.work_dir)
+    start_step = _maybe_resume(engine, work, run)
     history = _load_history(work, start_step)
     report = _reporter(history, work / "history.jsonl", on_metrics, rank == 0)
 
     if start_step == 0:
-        report(0, {"val_loss": evaluate_loss(engine, val_arr, cfg.micro_batch_size, cfg.eval_batches)})
+        report(0, {"val_loss": evaluate_loss(engine, val_arr, hp.micro_batch_size, hp.eval_batches)})
 
     t0 = time.perf_counter()
     loss_value: float | None = None
-    tokens_per_step = cfg.micro_batch_size * cfg.grad_accum_steps * shards.seq_len * world
+    tokens_per_step = hp.micro_batch_size * hp.grad_accum_steps * shards.seq_len * world
     step = start_step
-    progress = _progress(rank == 0, cfg.max_steps, start_step)
-    for step in range(start_step + 1, cfg.max_steps + 1):
+    progress = _progress(rank == 0, hp.max_steps, start_step)
+    for step in range(start_step + 1, hp.max_steps + 1):
         engine.train()
         t_step = time.perf_counter()
         losses = []
-        for micro in range(cfg.grad_accum_steps):
-            batch = random_batch(train_arr, cfg.micro_batch_size, cfg.seed, step * cfg.grad_accum_steps + micro, rank, world)
+        for micro in range(hp.grad_accum_steps):
+            batch = random_batch(train_arr, hp.micro_batch_size, hp.seed, step * hp.grad_accum_steps + micro, rank, world)
             batch = batch.to(engine.device)
             loss = engine(input_ids=batch, labels=batch).loss
             engine.backward(loss)
             engine.step()
             losses.append(loss.detach())
-        loss_value = _global_mean(torch.stack(losses).mean())
+        loss_value = distributed.global_mean(torch.stack(losses).mean())
         metrics = {"train_loss": loss_value, "lr": scheduler.get_last_lr()[0],
                    "tokens_per_second": tokens_per_step / (time.perf_counter() - t_step)}
         grad_norm = engine.get_global_grad_norm()
         if grad_norm is not None:
             metrics["grad_norm"] = float(grad_norm)
-        if step % cfg.eval_every == 0 or step == cfg.max_steps:
-            metrics["val_loss"] = evaluate_loss(engine, val_arr, cfg.micro_batch_size, cfg.eval_batches)
+        if step % hp.eval_every == 0 or step == hp.max_steps:
+            metrics["val_loss"] = evaluate_loss(engine, val_arr, hp.micro_batch_size, hp.eval_batches)
         report(step, metrics)
         progress.update(step, metrics)
-        if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
-            _save(engine, work, cfg, step)
+        if step % hp.checkpoint_every == 0 or step == hp.max_steps:
+            _save(engine, work, step)
     seconds = time.perf_counter() - t0
     progress.close()
 
@@ -192,9 +127,9 @@ def train(cfg: TrainConfig, on_metrics: MetricsCallback | None = None) -> TrainR
     tps = steps_run * tokens_per_step / seconds if seconds > 0 and steps_run else 0.0
     vals = [h["val_loss"] for h in history if "val_loss" in h]
     return TrainResult(
-        steps=cfg.max_steps,
+        steps=hp.max_steps,
         resumed_from_step=start_step,
-        tokens_seen=cfg.max_steps * tokens_per_step,
+        tokens_seen=hp.max_steps * tokens_per_step,
         val_loss_before=vals[0] if vals else float("nan"),
         val_loss_after=vals[-1] if vals else float("nan"),
         train_loss_last=loss_value,
@@ -202,28 +137,24 @@ def train(cfg: TrainConfig, on_metrics: MetricsCallback | None = None) -> TrainR
         tokens_per_second=tps,
         num_parameters=num_params,
         checkpoint_dir=str(work),
-        checkpoint_tag=f"step{cfg.max_steps}",
+        checkpoint_tag=f"step{hp.max_steps}",
         history=history,
-        mfu=mfu(num_params, cfg.model, shards.seq_len, tps / world, cfg.peak_flops) if tps else None,
+        mfu=mfu(num_params, run.shape, shards.seq_len, tps / world, hp.peak_flops) if tps else None,
     )
 
 
-def build_model(cfg: TrainConfig, vocab_size: int):
-    """A fresh StarCoder2 model, or one starting from ``init_from``'s weights with this config's shape
+def build_model(run: TrainRun, vocab_size: int):
+    """A fresh StarCoder2 model, or one starting from ``init_from``'s weights with this run's shape
     (stage 2: same weights, longer context and a larger RoPE theta)."""
     from transformers import Starcoder2ForCausalLM
 
-    model = Starcoder2ForCausalLM(starcoder2_config(cfg.model, vocab_size))
-    if cfg.init_from:
+    model = Starcoder2ForCausalLM(starcoder2_config(run.shape, vocab_size))
+    if run.init_from:
         from safetensors.torch import load_file
 
-        state = load_file(str(Path(cfg.init_from) / "model.safetensors"))
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not (cfg.model.tie_word_embeddings and k == "lm_head.weight")]
-        if missing or unexpected:
-            raise RuntimeError(f"{cfg.init_from}: weights do not fit the model: missing {missing}, unexpected {unexpected}")
-        model.tie_weights()
-    if cfg.gradient_checkpointing:
+        _load_weights(model, load_file(str(Path(run.init_from) / "model.safetensors")), run.shape,
+                      f"{run.init_from}: weights do not fit the model")
+    if run.hparams.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     return model
 
@@ -246,74 +177,57 @@ def evaluate_loss(engine, arr, batch_size: int, max_batches: int) -> float:
     return float(sum(losses) / len(losses))
 
 
-def export_hf(cfg: TrainConfig, checkpoint_tag: str, out_dir: str | Path) -> Path:
+def export_hf(run: TrainRun, checkpoint_tag: str, out_dir: str | Path) -> Path:
     """Consolidate the (possibly ZeRO-sharded) checkpoint into an HF ``save_pretrained`` folder."""
     import shutil
 
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
     from transformers import Starcoder2ForCausalLM
 
-    shards = TokenShards(cfg.shards_dir, cfg.data_stage)
-    model = Starcoder2ForCausalLM(starcoder2_config(cfg.model, shards.vocab_size))
-    state = get_fp32_state_dict_from_zero_checkpoint(cfg.work_dir, tag=checkpoint_tag)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not (cfg.model.tie_word_embeddings and k == "lm_head.weight")]
-    if missing or unexpected:
-        raise RuntimeError(f"checkpoint does not match the model: missing {missing}, unexpected {unexpected}")
-    model.tie_weights()
+    shards = TokenShards(run.shards_dir, run.data_stage)
+    model = Starcoder2ForCausalLM(starcoder2_config(run.shape, shards.vocab_size))
+    _load_weights(model, get_fp32_state_dict_from_zero_checkpoint(run.work_dir, tag=checkpoint_tag), run.shape,
+                  "checkpoint does not match the model")
     out = Path(out_dir)
     model.save_pretrained(out, safe_serialization=True)
-    for f in Path(cfg.tokenizer_dir).iterdir():
+    for f in Path(run.tokenizer_dir).iterdir():
         shutil.copy2(f, out / f.name)
     return out
 
 
 # --------------------------------------------------------------------------- helpers
-def _init_distributed(deepspeed) -> None:
-    """Join the process group a launcher (torchrun, deepspeed, Ray Train) set up, or make a 1-rank one."""
-    if torch.distributed.is_initialized():
-        return
-    if "RANK" not in os.environ:
-        os.environ.update(
-            {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
-             "MASTER_PORT": str(_free_port())}
-        )
-    from deepspeed.accelerator import get_accelerator
-
-    deepspeed.init_distributed(dist_backend=get_accelerator().communication_backend_name())
+def _load_weights(model, state: dict, shape: ModelShape, mismatch: str) -> None:
+    """Load a state dict whose tied ``lm_head`` may be absent; anything else missing is an error."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not (shape.tie_word_embeddings and k == "lm_head.weight")]
+    if missing or unexpected:
+        raise RuntimeError(f"{mismatch}: missing {missing}, unexpected {unexpected}")
+    model.tie_weights()
 
 
-def _world_size() -> int:
-    return torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _maybe_resume(engine, work: Path, cfg: TrainConfig) -> int:
+def _maybe_resume(engine, work: Path, run: TrainRun) -> int:
+    """The step to continue from: a complete checkpoint of this very run (same fingerprint), else 0
+    with ``work`` emptied and the run's fingerprint and DeepSpeed config written into it."""
     marker = work / "run_config.json"
     tag = _resume_tag(work)
-    if tag and marker.exists() and marker.read_text() == cfg.fingerprint():
+    if tag and marker.exists() and marker.read_text() == run.fingerprint():
         _, client = engine.load_checkpoint(str(work), tag=tag)
         step = int(client["step"])
         torch.set_rng_state(client["torch_rng"])
         log.info("resumed from %s at step %d", work, step)
         return step
-    if torch.distributed.get_rank() == 0:
+    if distributed.rank() == 0:
         import shutil
 
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        marker.write_text(cfg.fingerprint())
-        (work / "ds_config.json").write_text(json.dumps(deepspeed_config(cfg), indent=2))
+        marker.write_text(run.fingerprint())
+        (work / "ds_config.json").write_text(json.dumps(deepspeed_config(run), indent=2))
     torch.distributed.barrier()
     return 0
 
 
-def _save(engine, work: Path, cfg: TrainConfig, step: int) -> None:
+def _save(engine, work: Path, step: int) -> None:
     """Every rank must call save_checkpoint (rank-0-only hangs under ZeRO). DeepSpeed writes the
     ``latest`` pointer only after the tag folder is complete, so a kill mid-save leaves ``latest``
     on the previous checkpoint; the data position is the step (batches are a function of it)."""
@@ -340,15 +254,6 @@ def _load_history(work: Path, start_step: int) -> list[dict[str, float]]:
         return []
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return [r for r in rows if r["step"] <= start_step]
-
-
-def _global_mean(value: torch.Tensor) -> float:
-    """The loss averaged over ranks, so 1 and N processes report the same number for the same batch."""
-    value = value.float().clone()
-    if _world_size() > 1:
-        torch.distributed.all_reduce(value)
-        value /= _world_size()
-    return value.item()
 
 
 class _progress:
@@ -396,16 +301,14 @@ def _reporter(history: list[dict[str, float]], path: Path, callback: MetricsCall
 
 
 def main() -> None:
-    """Launcher entry point: ``-m models.train --config run_config.json [--export DIR]``."""
+    """Launcher entry point: ``-m models.train --config run.json [--result result.json]``."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="TrainConfig as JSON")
+    parser.add_argument("--config", required=True, help="a TrainRun as JSON (models/run.py)")
     parser.add_argument("--result", help="write the TrainResult JSON here (rank 0)")
     parser.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    raw = json.loads(Path(args.config).read_text())
-    raw["model"] = ModelShape(**raw["model"])
-    result = train(TrainConfig(**raw))
-    if args.result and torch.distributed.get_rank() == 0:
+    result = train(TrainRun.model_validate_json(Path(args.config).read_text()))
+    if args.result and distributed.rank() == 0:
         Path(args.result).write_text(json.dumps(asdict(result), indent=2))
 
 

@@ -22,7 +22,7 @@ import contextlib
 import logging
 import os
 import sys
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Callable, Iterator, Literal, get_args
 
 import pyarrow as pa
 from pydantic import Field
@@ -32,11 +32,14 @@ from ray_tasks.params import StageParams
 log = logging.getLogger(__name__)
 
 
+Executor = Literal["auto", "ray", "local"]
+
+
 class RayParams(StageParams):
     """Where parallel work runs (``params.yaml: ray``); not a stage's section, since results are
     identical either way and a change of executor must not make outputs stale."""
 
-    executor: Literal["auto", "ray", "local"] = "auto"
+    executor: Executor = "auto"
     """``ray``: always on Ray; ``local``: always in this process; ``auto``: on Ray when ``address``
     names a cluster, when Ray is already up, or when a stage's input is at least ``auto_min_mb``."""
     address: str | None = None
@@ -73,7 +76,9 @@ def executor_session(params: RayParams, n_bytes: int = 0, executor: str | None =
     """Yields whether to use Ray; starts Ray (and shuts it down afterwards) when this work needs it
     and it is not up. ``executor`` overrides ``params.executor`` (a CLI flag)."""
     if executor is not None:
-        params = params.model_copy(update={"executor": RayParams.model_validate({"executor": executor}).executor})
+        if executor not in get_args(Executor):
+            raise ValueError(f"executor must be {', '.join(get_args(Executor))}, got {executor!r}")
+        params = params.model_copy(update={"executor": executor})
     use_ray = wants_ray(params, n_bytes)
     if not use_ray:
         yield False

@@ -52,8 +52,9 @@ _VIM = re.compile(r"(?:vim?|ex):.*?\b(?:ft|filetype|syntax)\s*=\s*([\w+#-]+)", r
 _EMACS = re.compile(r"-\*-.*?(?:mode:\s*)?([\w+#-]+)\s*(?:;.*)?-\*-", re.I)
 
 
-def _lang(name: str) -> str:
-    return RENAMES.get(name, name)
+def linguist_name(pygments_name: str) -> str:
+    """The language's name as linguist (and so The Stack v2's rules) spells it."""
+    return RENAMES.get(pygments_name, pygments_name)
 
 
 @lru_cache(maxsize=1)
@@ -65,7 +66,7 @@ def _tables() -> tuple[dict[str, str], dict[str, str], list[tuple[str, str]], di
     aliases: dict[str, str] = {}
     # Sorted so that ties resolve the same way on every machine.
     for name, lexer_aliases, patterns, _mimes in sorted(get_all_lexers(), key=lambda lx: lx[0]):
-        lang = _lang(name)
+        lang = linguist_name(name)
         for alias in lexer_aliases:
             aliases.setdefault(alias.lower(), lang)
         for pat in patterns:
@@ -151,29 +152,3 @@ def supported_languages() -> list[str]:
     langs = set(by_name.values()) | set(by_ext.values()) | {lang for _, lang in globs} | set(aliases.values())
     langs |= {lang for options in ambiguous.values() for lang in options}
     return sorted(langs)
-
-
-def language_count() -> int:
-    return len(supported_languages())
-
-
-def registry_language(path: str) -> str | None:
-    """The registry's own answer by file name alone (pygments), for measuring agreement."""
-    from pygments.util import ClassNotFound
-    from pygments.lexers import get_lexer_for_filename
-
-    try:
-        return _lang(get_lexer_for_filename(PurePosixPath(path).name).name)
-    except ClassNotFound:
-        return None
-
-
-def unambiguous_extensions() -> dict[str, str]:
-    """Extensions exactly one lexer claims, with its language."""
-    _, by_ext, _, _, _ = _tables()
-    claims: dict[str, set[str]] = {}
-    for name, _a, patterns, _m in get_all_lexers():
-        for pat in patterns:
-            if pat.startswith("*.") and not any(c in pat[2:] for c in "*?["):
-                claims.setdefault(pat[1:].lower(), set()).add(_lang(name))
-    return {ext: next(iter(v)) for ext, v in claims.items() if len(v) == 1}

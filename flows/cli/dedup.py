@@ -17,7 +17,6 @@ from typing import Annotated
 
 import pyarrow as pa
 import typer
-from pydantic import ValidationError
 
 from flows.cli.common import OptionalParamsOpt, fail, load
 from ray_tasks.dedup.stage import REQUIRED_COLUMNS
@@ -62,8 +61,6 @@ def dedup_command(
             write_parquet_atomic(result.rejected, out / "rejected.parquet")
             if index is not None:
                 write_parquet_atomic(result.superseded, out / "superseded.parquet")
-    except ValidationError as exc:  # params.yaml was validated on load: this is the --executor value
-        fail(f"--executor: {exc.errors()[0]['msg']}")
     except ValueError as exc:
         fail(exc)
     s = result.stats

@@ -46,7 +46,8 @@ class PiiParams(StageParams):
     types: list[Literal["email", "ip_address", "key", "password"]] = Field(
         default_factory=lambda: ["email", "ip_address", "key", "password"]
     )
-    """PII types to redact (names need a NER model such as StarPII and are not detected)."""
+    """PII types to redact (names need a NER model such as StarPII and are not detected); a finding's
+    type is the upper-case name (``EMAIL``), its count ``pii_<name>``."""
     base64_entropy_limit: float = Field(default=4.5, ge=0, le=8)
     """Shannon-entropy bar for quoted base64 strings to count as keys (detect-secrets' default)."""
     hex_entropy_limit: float = Field(default=3.0, ge=0, le=8)
@@ -59,7 +60,7 @@ class MalwareParams(StageParams):
     enabled: bool = True
     """Drop files a scanner flags; a scanner that cannot run is reported once and skipped."""
     engines: list[Literal["clamav", "yara"]] = Field(default_factory=lambda: ["clamav", "yara"])
-    """Scanners to run, in order."""
+    """Scanners to run (ClamAV first, then YARA: the first to flag a file names the reason)."""
     clamav_database: str | None = None
     """Signature file or folder for ``clamscan -d`` (None: /var/lib/clamav, filled by freshclam)."""
     clamav_command: Literal["clamscan", "clamdscan"] = "clamscan"
@@ -99,6 +100,8 @@ class DecontaminationParams(StageParams):
 
 
 class CurateParams(StageParams):
+    """The curate stage (ray_tasks/curate/__init__.py): filters in order, then PII redaction of the kept files."""
+
     keep_license_types: list[Literal["permissive", "no_license", "non_permissive"]] = Field(
         default_factory=lambda: ["permissive", "no_license"]
     )
@@ -108,8 +111,12 @@ class CurateParams(StageParams):
     drop_vendor: bool = False
     """Drop files linguist would call vendored (node_modules/, third_party/, _vendor/...). The paper records, not drops, them."""
     quality: QualityParams = Field(default_factory=QualityParams)
+    """Thresholds of the basic quality filters."""
     batch_size: int = Field(default=512, gt=0)
-    """Rows per Arrow batch handed to a Ray worker."""
+    """Rows per Arrow batch handed to a worker (a Ray task, or one step of the in-process loop)."""
     pii: PiiParams = Field(default_factory=PiiParams)
+    """PII redaction of the kept files."""
     malware: MalwareParams = Field(default_factory=MalwareParams)
+    """Malware scanning (a filter after the quality filters)."""
     decontamination: DecontaminationParams = Field(default_factory=DecontaminationParams)
+    """Benchmark decontamination (the last filter)."""

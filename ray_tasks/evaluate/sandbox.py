@@ -51,6 +51,7 @@ def zygote_limits(limits: SandboxParams) -> dict[str, Any]:
     return {**limits.model_dump(exclude={"workers"}), "max_open_files": MAX_OPEN_FILES}
 
 
+@dataclass
 class ExecResult:
     status: str
     """passed | failed | timeout"""

@@ -23,10 +23,11 @@ import subprocess
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import pyarrow as pa
 
+from ray_tasks.ingest.params import DirectorySource, GitSource, PythonEnvSource, Source
 from ray_tasks.ingest.licenses import (
     RepoLicenses, is_license_file, licenses_from_metadata, licenses_from_text, scan_repository, spdx_from_expression,
 )
@@ -365,24 +366,21 @@ class SourceSkips:
     files: list[RawFile] = field(default_factory=list)
 
 
-def repositories(sources: list[dict], workspace: Path = Path("."), skips: SourceSkips | None = None) -> Iterator[Repository]:
-    """Repositories of every configured source (``ingest.sources`` entries as dicts)."""
+def repositories(sources: Sequence[Source], workspace: Path = Path("."), skips: SourceSkips | None = None) -> Iterator[Repository]:
+    """Repositories of every configured source (``ingest.sources``), in order; relative paths are
+    taken from ``workspace``; files a table source cannot read go to ``skips``."""
     skips = skips if skips is not None else SourceSkips()
     for spec in sources:
-        kind = spec["kind"]
-        cap = spec.get("max_files_per_repo")
-        if kind == "python_env":
-            yield from python_env_repositories(spec.get("distributions") or [], cap)
-        elif kind == "directory":
-            yield from directory_repositories(_resolve(spec["path"], workspace), cap)
-        elif kind == "git":
-            urls = [u if "://" in u or "@" in u else str(_resolve(u, workspace)) for u in spec["urls"]]
-            cache = _resolve(spec.get("cache_dir") or ".starflow/git", workspace)
-            yield from git_repositories(urls, cache, spec.get("branch"), cap)
-        elif kind in ("parquet", "jsonl"):
-            yield from table_repositories(_resolve(spec["path"], workspace), kind, spec.get("columns") or {}, cap, skips.files)
+        cap = spec.max_files_per_repo
+        if isinstance(spec, PythonEnvSource):
+            yield from python_env_repositories(spec.distributions, cap)
+        elif isinstance(spec, DirectorySource):
+            yield from directory_repositories(_resolve(spec.path, workspace), cap)
+        elif isinstance(spec, GitSource):
+            urls = [u if "://" in u or "@" in u else str(_resolve(u, workspace)) for u in spec.urls]
+            yield from git_repositories(urls, _resolve(spec.cache_dir, workspace), spec.branch, cap)
         else:
-            raise ValueError(f"ingest.sources: unknown source kind {kind!r}")
+            yield from table_repositories(_resolve(spec.path, workspace), spec.kind, spec.columns, cap, skips.files)
 
 
 def _resolve(path: str, workspace: Path) -> Path:

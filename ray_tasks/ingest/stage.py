@@ -16,8 +16,10 @@ from typing import Iterable, Iterator, Sequence
 
 import pyarrow as pa
 
+from ray_tasks.ingest.params import IngestParams
 from ray_tasks.ingest.sources import RawFile, Repository, read_files
-from ray_tasks.tables import rejected_table
+from ray_tasks.stats import breakdown
+from ray_tasks.tables import reason_counts, rejected_table
 
 FILES_SCHEMA = pa.schema(
     [
@@ -89,16 +91,17 @@ def opted_out(repo_name: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p.lower()) for p in patterns)
 
 
-def ingest(repositories: Iterable[Repository], max_file_bytes: int, opt_out: Sequence[str] = (),
+def ingest(repositories: Iterable[Repository], cfg: IngestParams,
            source_skips: Iterable[RawFile] = ()) -> tuple[pa.Table, pa.Table]:
-    """(files table, rejected table) for the given repositories."""
+    """(files table, rejected table) for the given repositories, with ``cfg``'s size cap and
+    opt-out list; ``source_skips`` are files a source could not hand over (counted as rejected)."""
     kept: list[dict] = []
     rejected: list[dict] = []
     for repo in repositories:
-        if opted_out(repo.name, opt_out):
+        if opted_out(repo.name, cfg.opt_out):
             rejected += [_reject(f, "opt_out", None, "repository on ingest.opt_out") for f in _listed(repo)]
             continue
-        for raw in read_files(repo, max_file_bytes):
+        for raw in read_files(repo, cfg.max_file_bytes):
             decoded = decode(raw)
             data = raw.data if raw.data is not None else (raw.text.encode("utf-8", "surrogatepass") if raw.text is not None else None)
             sha = hashlib.sha256(data).hexdigest() if data is not None else None
@@ -143,8 +146,26 @@ def _reject(raw: RawFile, reason: str, sha: str | None, detail: str | None) -> d
                 sha256=sha, detail=detail)
 
 
-def repo_summary(repositories: Iterable[Repository]) -> Iterator[dict]:
-    for r in repositories:
-        yield {"repo_name": r.name, "source": r.source, "license_type": r.license_type,
-               "detected_licenses": ",".join(r.detected_licenses), "declared_licenses": ",".join(r.licenses.declared),
-               "license_files": ",".join(sorted(r.licenses.files)), "files": len(r.files)}
+def repos_table(repositories: Iterable[Repository]) -> pa.Table:
+    """``repos.parquet``: one row per repository with its licenses (comma-joined) and file count."""
+    return pa.Table.from_pylist([
+        {"repo_name": r.name, "source": r.source, "license_type": r.license_type,
+         "detected_licenses": ",".join(r.detected_licenses), "declared_licenses": ",".join(r.licenses.declared),
+         "license_files": ",".join(sorted(r.licenses.files)), "files": len(r.files)}
+        for r in repositories
+    ])
+
+
+def ingest_stats(repos: pa.Table, files: pa.Table, rejected: pa.Table) -> dict:
+    """The metrics (``metrics/ingest.json``); ``stats.json`` adds ``rejected_examples``."""
+    return {
+        "repositories": repos.num_rows,
+        "files_seen": files.num_rows + rejected.num_rows,
+        "files_kept": files.num_rows,
+        "files_rejected": rejected.num_rows,
+        "bytes_kept": int(sum(files.column("length_bytes").to_pylist())),
+        "rejected_by_reason": reason_counts(rejected),
+        "repositories_by_license_type": {k: v["files"] for k, v in breakdown(repos, "license_type").items()},
+        "files_by_license_type": {k: v["files"] for k, v in breakdown(files, "license_type").items()},
+        "non_utf8_files": int(sum(1 for e in files.column("src_encoding").to_pylist() if e != "UTF-8")),
+    }

@@ -53,3 +53,32 @@ def test_eval_humaneval_cli_refuses_unknown_tasks(tmp_path):
     bad.write_text(json.dumps({"task_id": "HumanEval/999", "completion": ""}) + "\n")
     result = CliRunner().invoke(app, ["eval", "humaneval", "--samples", str(bad)])
     assert result.exit_code == 2 and "HumanEval/999" in result.output
+
+
+def _verdicts(path) -> list[dict]:
+    """The results file without timings."""
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    for r in rows:
+        del r["sandbox"]["duration_s"]
+    return rows
+
+
+def test_eval_humaneval_cli_same_on_ray_and_in_this_process(samples, tmp_path, ray_session):
+    results = tmp_path / "samples.jsonl_results.jsonl"
+    runs = {}
+    for executor in ("ray", "local"):
+        result = CliRunner().invoke(app, ["eval", "humaneval", "--samples", str(samples), "--k", "1,2",
+                                          "--executor", executor, "--params", str(tmp_path / "absent.yaml")])
+        assert result.exit_code == 0, result.output
+        runs[executor] = (result.stdout.strip().splitlines()[-1], _verdicts(results))
+    assert runs["ray"] == runs["local"]
+
+
+def test_eval_humaneval_cli_options_override_params_and_are_validated(samples, tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("evaluate:\n  sandbox:\n    timeout_s: 0.5\n    workers: 1\nray:\n  executor: local\n")
+    result = CliRunner().invoke(app, ["eval", "humaneval", "--samples", str(samples), "--k", "1", "--params", str(params)])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(app, ["eval", "humaneval", "--samples", str(samples), "--timeout", "0",
+                                      "--params", str(params)])
+    assert result.exit_code == 2 and "--timeout" in result.output and "greater than 0" in result.output

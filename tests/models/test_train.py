@@ -5,15 +5,19 @@ import shutil
 import numpy as np
 import pytest
 
+from models.distributed import launcher_free_env
+from models.params import ModelShape, TrainParams
 from models.perplexity import perplexity
-from models.presets import ModelShape
-from models.train import TrainConfig, export_hf, train
-from ray_tasks.tokenize.shards import write_test_shards
+from models.run import TrainRun
+from models.train import export_hf, train
 from ray_tasks.tokenize.tokenizer import save_hf_tokenizer, train_bpe
+from tests.models.helpers import write_test_shards
 
 pytestmark = pytest.mark.slow
 
-SHAPE = ModelShape(64, 2, 4, 2, 256, max_position_embeddings=128, sliding_window=16)
+SHAPE = ModelShape(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                   intermediate_size=256, max_position_embeddings=128, sliding_window=16, rope_theta=100_000.0,
+                   tie_word_embeddings=True)
 
 
 @pytest.fixture(scope="module")
@@ -28,12 +32,12 @@ def shards(tmp_path_factory):
     return d
 
 
-def _cfg(shards, work, **kw):
-    base = dict(shards_dir=str(shards), tokenizer_dir=str(shards / "tokenizer"), work_dir=str(work), model=SHAPE,
-                micro_batch_size=8, max_steps=40, lr=3e-3, warmup_steps=4, eval_every=10, eval_batches=4,
+def _cfg(shards, work, shape=SHAPE, **hparams):
+    """A run on the test shards; ``hparams`` are TrainParams fields over the tests' defaults."""
+    base = dict(micro_batch_size=8, max_steps=40, lr=3e-3, warmup_steps=4, eval_every=10, eval_batches=4,
                 checkpoint_every=10, zero_stage=2)
-    base.update(kw)
-    return TrainConfig(**base)
+    return TrainRun(hparams=TrainParams(**{**base, **hparams}), shape=shape, shards_dir=str(shards),
+                    tokenizer_dir=str(shards / "tokenizer"), work_dir=str(work))
 
 
 def test_loss_falls_and_export_matches(shards, tmp_path):
@@ -118,19 +122,17 @@ def _history(work):
 
 
 def test_sigkill_mid_run_then_resume_gives_the_same_losses(shards, tmp_path):
-    import json
     import os
     import signal
     import subprocess
     import time
-    from dataclasses import asdict
 
     kw = dict(max_steps=30, checkpoint_every=5, eval_every=10, torch_threads=1)
     reference = train(_cfg(shards, tmp_path / "ref", **kw))
     work = tmp_path / "killed"
     cfg_path = tmp_path / "cfg.json"
-    cfg_path.write_text(json.dumps(asdict(_cfg(shards, work, **kw))))
-    env = {k: v for k, v in os.environ.items() if k not in {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"}}
+    cfg_path.write_text(_cfg(shards, work, **kw).model_dump_json())
+    env = launcher_free_env()
     proc = subprocess.Popen(_launch_cmd(cfg_path), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline:
@@ -176,7 +178,7 @@ def test_golden_loss_curve_of_the_tiny_preset(shards, tmp_path):
 
     from models.presets import PRESETS
 
-    cfg = _cfg(shards, tmp_path / "golden", model=PRESETS["tiny"], max_steps=15, zero_stage=1, torch_threads=1,
+    cfg = _cfg(shards, tmp_path / "golden", shape=PRESETS["tiny"], max_steps=15, zero_stage=1, torch_threads=1,
                eval_every=5, lr=2e-3, warmup_steps=3)
     losses = [round(h["train_loss"], 5) for h in train(cfg).history if "train_loss" in h]
     if os.environ.get("STARFLOW_WRITE_GOLDEN"):
@@ -187,13 +189,14 @@ def test_golden_loss_curve_of_the_tiny_preset(shards, tmp_path):
 
 
 def test_stage2_continues_from_stage1_weights(shards, tmp_path):
-    from dataclasses import replace
-
     s1 = _cfg(shards, tmp_path / "s1", max_steps=20)
     r1 = train(s1)
     export_hf(s1, r1.checkpoint_tag, tmp_path / "s1_export")
-    s2 = replace(s1, work_dir=str(tmp_path / "s2"), data_stage="stage2", init_from=str(tmp_path / "s1_export"),
-                 model=replace(SHAPE, rope_theta=1e6), max_steps=5, lr=3e-4, warmup_steps=1)
+    s2 = s1.model_copy(update={
+        "work_dir": str(tmp_path / "s2"), "data_stage": "stage2", "init_from": str(tmp_path / "s1_export"),
+        "shape": SHAPE.replace(rope_theta=1e6),
+        "hparams": s1.hparams.model_copy(update={"max_steps": 5, "lr": 3e-4, "warmup_steps": 1}),
+    })
     r2 = train(s2)
     # Starting from stage 1's weights: far below a random init's loss (~ln 300 = 5.7) from step 0.
     assert r2.val_loss_before < r1.val_loss_before - 2.0
@@ -213,16 +216,14 @@ def test_ray_train_torchtrainer_two_workers(shards, tmp_path, ray_session):
 
 def test_deepspeed_launcher_two_ranks(shards, tmp_path):
     import json
-    import os
     import subprocess
     import sys
-    from dataclasses import asdict
     from pathlib import Path
 
     cfg = _cfg(shards, tmp_path / "ds", max_steps=10, micro_batch_size=4)
-    (tmp_path / "cfg.json").write_text(json.dumps(asdict(cfg)))
+    (tmp_path / "cfg.json").write_text(cfg.model_dump_json())
     launcher = Path(sys.executable).parent / "deepspeed"
-    env = {k: v for k, v in os.environ.items() if k not in {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"}}
+    env = launcher_free_env()
     proc = subprocess.run(
         [str(launcher), "--num_accelerators", "2", "--master_port", "29533", "--module", "models.train",
          "--config", str(tmp_path / "cfg.json"), "--result", str(tmp_path / "result.json")],

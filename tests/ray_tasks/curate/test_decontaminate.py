@@ -10,9 +10,10 @@ import pyarrow as pa
 import pytest
 
 from ray_tasks.curate.decontaminate import (
-    BenchmarkFile, DecontaminationFilter, Matcher, contamination_report, humaneval_items, load_benchmarks,
-    normalise, prompt_docstring,
+    DecontaminationFilter, build_matcher, contamination_report, decontaminate, humaneval_items,
+    load_benchmarks, normalise, prompt_docstring,
 )
+from ray_tasks.curate.params import BenchmarkFileParams, DecontaminationParams
 from ray_tasks.evaluate.humaneval import load_problems
 
 TRIVIAL = {"HumanEval/23", "HumanEval/28", "HumanEval/41", "HumanEval/53"}
@@ -25,7 +26,7 @@ def problems():
 
 @pytest.fixture(scope="module")
 def he_filter():
-    return DecontaminationFilter(Matcher.build(load_benchmarks(humaneval=True)))
+    return DecontaminationFilter(build_matcher(DecontaminationParams()))
 
 
 def _files(contents):
@@ -90,9 +91,10 @@ def test_benchmark_files_by_path(tmp_path):
     mbpp.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     ds1000 = tmp_path / "ds1000.jsonl"
     ds1000.write_text(json.dumps({"prompt": "Problem: reshape a 1d numpy array into 2 columns of equal length\nBEGIN SOLUTION\nx.reshape(-1, 2)"}) + "\n")
-    specs = [BenchmarkFile("mbpp", str(mbpp), ("text", "code"), "task_id"),
-             BenchmarkFile("ds1000", str(ds1000), ("prompt",), cut_before=("SOLUTION START", "BEGIN SOLUTION"))]
-    f = DecontaminationFilter(Matcher.build(load_benchmarks(humaneval=False, files=specs)))
+    specs = [BenchmarkFileParams(name="mbpp", path=str(mbpp), fields=["text", "code"], id_field="task_id"),
+             BenchmarkFileParams(name="ds1000", path=str(ds1000), fields=["prompt"],
+                                 cut_before=["SOLUTION START", "BEGIN SOLUTION"])]
+    f = DecontaminationFilter(build_matcher(DecontaminationParams(humaneval=False, files=specs)))
     f = pickle.loads(pickle.dumps(f))  # ships to Ray workers
     files = _files([
         'def f():\n    """WRITE A PYTHON FUNCTION TO REMOVE FIRST AND LAST OCCURRENCE\n    of a given character from the string."""\n',
@@ -104,18 +106,22 @@ def test_benchmark_files_by_path(tmp_path):
     assert [(i.item_id, i.field) for i in f.explain(files)[:2]] == [("11", "text"), ("11", "code")]
 
 
+def _only(name: str, path, fields: list[str]) -> DecontaminationParams:
+    return DecontaminationParams(humaneval=False, files=[BenchmarkFileParams(name=name, path=str(path), fields=fields)])
+
+
 def test_bad_benchmark_files_fail_clearly(tmp_path):
     with pytest.raises(ValueError, match="not found"):
-        load_benchmarks(False, [BenchmarkFile("apps", str(tmp_path / "nope.jsonl"), ("question",))])
+        load_benchmarks(_only("apps", tmp_path / "nope.jsonl", ["question"]))
     bad = tmp_path / "gsm8k.jsonl"
     bad.write_text('{"problem": "x"}\n')
     with pytest.raises(ValueError, match=r"gsm8k.jsonl:1: no field \['question'\]"):
-        load_benchmarks(False, [BenchmarkFile("gsm8k", str(bad), ("question",))])
+        load_benchmarks(_only("gsm8k", bad, ["question"]))
     bad.write_text("{not json\n")
     with pytest.raises(ValueError, match="not JSON"):
-        load_benchmarks(False, [BenchmarkFile("gsm8k", str(bad), ("question",))])
+        load_benchmarks(_only("gsm8k", bad, ["question"]))
     with pytest.raises(ValueError, match="no benchmark strings"):
-        Matcher.build([])
+        build_matcher(DecontaminationParams(humaneval=False))
 
 
 def test_humaneval_items_follow_the_seed(problems):
@@ -142,6 +148,18 @@ def test_cli_decontaminate(tmp_path, problems):
     assert [(r["path"], r["item_id"]) for r in report] == [("f1.py", "HumanEval/0")]
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert stats["files_contaminated"] == 1 and stats["contaminated_by_benchmark"] == {"humaneval": 1}
+    assert stats["files_in"] == 2 and stats["files_kept"] == 1 and stats["benchmark_strings"] == 324
+
+
+def test_decontaminate_alone_reports_as_the_stage_does(problems, he_filter):
+    """The command's function: the stage's report (same schema), missing id columns as nulls."""
+    files = _files(["x = 1\n", _disguise(problems[5].prompt)]).drop_columns(["sha256"])
+    kept, report, stats = decontaminate(files, he_filter.matcher)
+    assert kept.column("content").to_pylist() == ["x = 1\n"] and kept.column_names == files.column_names
+    assert report.to_pylist() == [{"repo_name": "r1", "path": "f1.py", "sha256": None, "benchmark": "humaneval",
+                                   "item_id": problems[5].task_id, "field": "docstring"}]
+    assert stats == {"files_in": 2, "files_kept": 1, "files_contaminated": 1,
+                     "contaminated_by_benchmark": {"humaneval": 1}, "benchmark_strings": len(he_filter.matcher.items)}
 
 
 def test_report_of_a_clean_table_is_empty(he_filter):

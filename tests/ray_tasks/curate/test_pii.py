@@ -10,10 +10,14 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
+from pydantic import ValidationError
+
+from ray_tasks.curate.params import PiiParams
 from ray_tasks.curate.pii import (
-    EMAIL, IP_ADDRESS, IPV4_REPLACEMENTS, IPV6_REPLACEMENTS, KEY, PASSWORD, PLACEHOLDERS, PiiConfig,
-    detect, redact, redact_batch, redact_batch_counted,
+    EMAIL, IP_ADDRESS, IPV4_REPLACEMENTS, IPV6_REPLACEMENTS, KEY, PASSWORD, PLACEHOLDERS, detect, redact,
+    redact_batch_counted,
 )
+from tests.ray_tasks.curate.helpers import PII, redact_batch
 
 from tests.paths import ROOT  # noqa: E402
 
@@ -47,21 +51,21 @@ def test_placeholders_are_the_tokenizers_special_tokens():
 
 def test_keys_come_from_detect_secrets_plugins():
     text = 'aws = "AKIAQW7B3PDKHX4PY8GP"\ngh = "ghp_L1aCcTlN99mhWp708DwGw5HqXDgLVXZx3scB"\n'
-    found = {f.value: f.detector for f in detect(text, "a.py")}
+    found = {f.value: f.detector for f in detect(text, "a.py", PII)}
     assert found["AKIAQW7B3PDKHX4PY8GP"] == "detect-secrets:AWSKeyDetector"
     assert found["ghp_L1aCcTlN99mhWp708DwGw5HqXDgLVXZx3scB"] == "detect-secrets:GitHubTokenDetector"
 
 
 def test_ip_replacement_is_stable_within_a_file_and_private():
     text = "a = '54.23.11.190'\nb = '54.23.11.190'\nc = '2a00:1450:4001:82b::200e'\nd = '8.8.8.8'\ne = '10.0.0.1'\n"
-    out, findings = redact(text, "hosts.py")
+    out, findings = redact(text, "hosts.py", PII)
     lines = out.splitlines()
     v4 = lines[0].split("'")[1]
     assert v4 in IPV4_REPLACEMENTS and lines[1] == f"b = '{v4}'"
     assert lines[2].split("'")[1] in IPV6_REPLACEMENTS
     assert lines[3:] == ["d = '8.8.8.8'", "e = '10.0.0.1'"]  # DNS server and private address kept
     assert [f.type for f in findings] == [IP_ADDRESS] * 3
-    assert redact(text, "other.py")[0] == out  # deterministic across runs (DVC hashes outputs)
+    assert redact(text, "other.py", PII)[0] == out  # deterministic across runs (DVC hashes outputs)
 
 
 @pytest.mark.parametrize(
@@ -79,26 +83,26 @@ def test_ip_replacement_is_stable_within_a_file_and_private():
     ],
 )
 def test_false_positives_survive(text):
-    assert redact(text, "decoy.py") == (text, [])
+    assert redact(text, "decoy.py", PII) == (text, [])
 
 
 def test_config_files_take_unquoted_passwords_and_code_needs_quotes():
-    assert redact("db:\n  password: s3cr3tPassw0rd  # prod\n", "values.yaml")[0] == "db:\n  password: <PASSWORD>  # prod\n"
-    assert redact("password = s3cr3tPassw0rd\n", "script.py")[1] == []  # not a literal in code
+    assert redact("db:\n  password: s3cr3tPassw0rd  # prod\n", "values.yaml", PII)[0] == "db:\n  password: <PASSWORD>  # prod\n"
+    assert redact("password = s3cr3tPassw0rd\n", "script.py", PII)[1] == []  # not a literal in code
 
 
 def test_url_credentials_are_a_password_not_an_email():
-    out, findings = redact('DSN = "postgres://app:Qw3rt!Y9zX@db.example.com/app"\n', "db.py")
+    out, findings = redact('DSN = "postgres://app:Qw3rt!Y9zX@db.example.com/app"\n', "db.py", PII)
     assert out == 'DSN = "postgres://app:<PASSWORD>@db.example.com/app"\n'
     assert [f.type for f in findings] == [PASSWORD]
 
 
 def test_types_can_be_switched_off_and_bad_types_are_refused():
     text = 'e = "jane@acme-corp.com"\nk = "AKIAQW7B3PDKHX4PY8GP"\n'
-    out, _ = redact(text, "a.py", PiiConfig(types=(EMAIL,)))
+    out, _ = redact(text, "a.py", PiiParams(types=["email"]))
     assert "<EMAIL>" in out and "AKIAQW7B3PDKHX4PY8GP" in out
-    with pytest.raises(ValueError, match="unknown PII types"):
-        PiiConfig(types=("NAME",))
+    with pytest.raises(ValidationError, match=r"types\.0\n.*'email', 'ip_address', 'key' or 'password'"):
+        PiiParams(types=["name"])
 
 
 def test_batch_redaction_counts_per_type_and_updates_length():
@@ -114,7 +118,7 @@ def test_batch_redaction_counts_per_type_and_updates_length():
     assert out.column_names == batch.column_names and out.column("sha256").to_pylist() == ["s1", "s2", "s3"]
     assert out.column("content").to_pylist()[1] == "x = 1\n"
     assert out.column("length_bytes").to_pylist() == [len(t.encode()) for t in out.column("content").to_pylist()]
-    counted = redact_batch_counted(batch)
+    counted = redact_batch_counted(batch, PII)
     assert counted.column("pii_email").to_pylist() == [2, 0, 0]
 
 

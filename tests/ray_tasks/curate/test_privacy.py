@@ -11,13 +11,15 @@ import shutil
 import pyarrow as pa
 import pytest
 
-from ray_tasks.curate.stage import split_annotated
-from ray_tasks.curate.decontaminate import DecontaminationFilter, Matcher, contamination_report, load_benchmarks
+from ray_tasks.curate.decontaminate import DecontaminationFilter, build_matcher, contamination_report
 from ray_tasks.curate.filters import apply_filters
-from ray_tasks.evaluate.humaneval import load_problems
 from ray_tasks.curate.malware import MalwareFilter, build_scanners
+from ray_tasks.curate.params import DecontaminationParams, MalwareParams
 from ray_tasks.curate.pii import count_totals, drop_count_columns, ip_replacement, redact_batch_counted
-from ray_tasks.executor import map_batches, map_local
+from ray_tasks.curate.stage import split_annotated
+from ray_tasks.evaluate.humaneval import load_problems
+from ray_tasks.executor import map_batches
+from tests.ray_tasks.curate.helpers import PII
 
 EICAR = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + "EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 PLANTED = "STARFLOW_PLANTED_MALWARE_7f3a"
@@ -33,8 +35,8 @@ def steps(tmp_path):
         pytest.skip("clamscan not installed (apt-get install clamav)")
     (tmp_path / "sigs.ndb").write_text(f"StarFlow.Test.Planted:0:*:{PLANTED.encode().hex()}\n")
     (tmp_path / "rules.yar").write_text('rule EICAR_test_file { strings: $a = "EICAR-STANDARD-ANTIVIRUS-TEST-FILE" condition: $a }\n')
-    scanners = build_scanners(["clamav", "yara"], clamav_database=str(tmp_path / "sigs.ndb"), yara_rules=[str(tmp_path / "rules.yar")])
-    return [DecontaminationFilter(Matcher.build(load_benchmarks(humaneval=True))), MalwareFilter(scanners)]
+    scanners = build_scanners(MalwareParams(clamav_database=str(tmp_path / "sigs.ndb"), yara_rules=[str(tmp_path / "rules.yar")]))
+    return [DecontaminationFilter(build_matcher(DecontaminationParams())), MalwareFilter(scanners)]
 
 
 def _files():
@@ -57,8 +59,8 @@ def _files():
 
 def test_steps_on_ray_equal_local_then_redaction(steps, ray_session):
     files = _files()
-    local = map_local(files, apply_filters, 2, {"filters": steps})
-    on_ray = map_batches(files, apply_filters, 2, {"filters": steps})
+    local = map_batches(files, apply_filters, 2, {"filters": steps}, use_ray=False)
+    on_ray = map_batches(files, apply_filters, 2, {"filters": steps}, use_ray=True)
     assert on_ray.equals(local)
     assert on_ray.column("reason").to_pylist() == [
         None, "malware:yara:EICAR_test_file", "malware:clamav:StarFlow.Test.Planted.UNOFFICIAL",
@@ -68,7 +70,8 @@ def test_steps_on_ray_equal_local_then_redaction(steps, ray_session):
     assert report.select(["path", "item_id", "field"]).to_pylist() == [{"path": "m3.py", "item_id": "HumanEval/0", "field": "docstring"}]
 
     kept, _ = split_annotated(on_ray)
-    counted = map_batches(kept, redact_batch_counted, 2)
+    counted = map_batches(kept, redact_batch_counted, 2, {"params": PII}, use_ray=True)
+    assert counted.equals(map_batches(kept, redact_batch_counted, 2, {"params": PII}, use_ray=False))
     assert count_totals(counted) == {"pii_email": 1, "pii_ip_address": 1, "pii_key": 1, "pii_password": 0}
     redacted = drop_count_columns(counted)
     assert redacted.column_names == kept.column_names
@@ -92,9 +95,9 @@ def test_steps_built_from_params_and_their_stats(tmp_path):
     steps = privacy_filters(cfg)
     assert steps.scanners == ["clamav"]  # yara has no rules: reported and left out
     files = _files()
-    annotated = map_local(files, apply_filters, 4, {"filters": [steps.malware, steps.decontamination]})
+    annotated = map_batches(files, apply_filters, 4, {"filters": [steps.malware, steps.decontamination]}, use_ray=False)
     kept, _ = split_annotated(annotated)
-    kept, counts = redact_kept(kept, cfg, mapper=map_local)
+    kept, counts = redact_kept(kept, cfg, use_ray=False)
     assert counts == {"pii_email": 1, "pii_ip_address": 0, "pii_key": 1, "pii_password": 0, "pii_files": 2}
     assert "54.23.11.190" in kept.column("content").to_pylist()[0]  # ip_address not among the types
     stats, report = privacy_stats(annotated, steps, counts, kept)
@@ -107,7 +110,7 @@ def test_steps_built_from_params_and_their_stats(tmp_path):
     off = CurateParams.model_validate({"malware": {"enabled": False}, "decontamination": {"enabled": False},
                                        "pii": {"enabled": False}})
     assert privacy_filters(off) == type(steps)()
-    assert redact_kept(kept, off)[1]["pii_files"] == 0
+    assert redact_kept(kept, off, use_ray=False)[1]["pii_files"] == 0
     with pytest.raises(ValueError, match="no benchmark strings"):
         privacy_filters(CurateParams.model_validate({"decontamination": {"humaneval": False}}))
 

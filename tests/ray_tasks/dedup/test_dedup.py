@@ -203,6 +203,13 @@ def test_index_refuses_other_parameters(tmp_path):
         dedup(_table([dict(repo_name="b", path="f.py", content="x y z w v u")]), tmp_path / "idx", other, use_ray=False)
 
 
+def test_index_keeps_its_partitioning(tmp_path):
+    dedup(_table([dict(repo_name="a", path="f.py", content="x y z w v u")]), tmp_path / "idx", CFG, use_ray=False)
+    more = CFG.model_copy(update={"num_partitions": 5})  # not part of the config an index refuses
+    dedup(_table([dict(repo_name="b", path="f.py", content="x y z w v t")]), tmp_path / "idx", more, use_ray=False)
+    assert sorted(p.name for p in (tmp_path / "idx" / "seg-00001").glob("keys-*.npy")) == ["keys-00.npy", "keys-01.npy", "keys-02.npy"]
+
+
 @pytest.mark.parametrize("bad, match", [
     (dict(bands=30), "bands \\* rows = 300 exceeds num_perm = 250"), (dict(threshold=0), "threshold"),
     (dict(threshold=1.5), "threshold"), (dict(ngram_size=0), "ngram_size"), (dict(min_tokens=-1), "min_tokens"),
@@ -295,7 +302,7 @@ def test_cli_dedup_bad_input_names_the_file(tmp_path):
     assert not (tmp_path / "o").exists()
     pq.write_table(_corpus(10, seed=1), tmp_path / "ok.parquet")
     res = runner.invoke(app, ["dedup", "--input", str(tmp_path / "ok.parquet"), "--output", str(tmp_path / "o"), "--executor", "spark"])
-    assert res.exit_code == 2 and "--executor: Input should be 'auto', 'ray' or 'local'" in " ".join(res.output.split())
+    assert res.exit_code == 2 and "executor must be auto, ray, local, got 'spark'" in " ".join(res.output.split())
 
 
 def test_auto_executor_starts_ray_only_when_it_pays_off():

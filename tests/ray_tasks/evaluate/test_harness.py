@@ -6,13 +6,15 @@ import math
 import numpy as np
 import pytest
 
-from ray_tasks.evaluate.code_eval import score
-from ray_tasks.evaluate.humaneval import load_problems, program, read_samples, truncate
+from ray_tasks.evaluate.code_eval import score, score_generations
+from ray_tasks.evaluate.humaneval import load_problems, read_samples, truncate
 from ray_tasks.evaluate.mbpp import load_mbpp
+from ray_tasks.evaluate.params import SandboxParams
 from ray_tasks.evaluate.passk import mean_pass_at_k, pass_at_k, pass_at_k_table
-from ray_tasks.evaluate.sandbox import SandboxLimits
 
-LIMITS = SandboxLimits(timeout_s=5.0)
+LIMITS = SandboxParams(timeout_s=5.0)
+ON_RAY = dict(use_ray=True, local_workers=1)
+LOCAL = dict(use_ray=False, local_workers=2)
 
 
 def test_pass_at_k_matches_the_closed_form():
@@ -49,36 +51,58 @@ def test_truncate_at_stop_sequences():
 
 def test_program_is_the_human_eval_check_program():
     p = load_problems(limit=1)[0]
-    assert program(p, "    pass\n") == p.prompt + "    pass\n" + "\n" + p.test + "\n" + f"check({p.entry_point})\n"
-    assert p.generation_prompt() == p.prompt.strip()
+    assert p.program("    pass\n") == p.prompt + "    pass\n" + "\n" + p.test + "\n" + f"check({p.entry_point})\n"
+    assert p.generation_prompt(True) == p.prompt.strip() and p.generation_prompt(False) == p.prompt
 
 
 def test_canonical_solutions_pass_empty_and_wrong_ones_fail(ray_session):
     problems = load_problems()
     assert len(problems) == 164
-    metrics, records = score(problems, [[p.canonical_solution] for p in problems], [1], LIMITS, postprocess=False)
+    metrics, records = score(problems, [[p.canonical_solution] for p in problems], [1], LIMITS, **ON_RAY)
     assert metrics["pass@1"] == 1.0, [r for r in records if r["status"] != "passed"]
-    metrics, records = score(problems, [[""] for p in problems], [1], LIMITS, postprocess=False)
+    metrics, records = score(problems, [[""] for p in problems], [1], LIMITS, **ON_RAY)
     assert metrics["pass@1"] == 0.0 and all(not r["marker"] for r in records)
     few = problems[:8]
-    metrics, _ = score(few, [["    return None\n"] for _ in few], [1], LIMITS, postprocess=False)
+    metrics, _ = score(few, [["    return None\n"] for _ in few], [1], LIMITS, **ON_RAY)
     assert metrics["pass@1"] == 0.0
 
 
-def test_raw_generations_are_cut_and_scored_per_problem(ray_session):
+def _verdicts(records: list[dict]) -> list[dict]:
+    """Records without their timing (the one field that differs between two runs)."""
+    return [{k: v for k, v in r.items() if k != "duration_s"} for r in records]
+
+
+def test_scores_on_ray_equal_scores_in_this_process(ray_session):
+    """The same programs, on Ray tasks and on local executors: the same records and pass@k."""
+    problems = load_problems(limit=12)
+    completions = [[p.canonical_solution, "", "    raise ValueError('no')\n", "    while True:\n        pass\n"]
+                   for p in problems]
+    limits = SandboxParams(timeout_s=0.5, workers=2)
+    on_ray = score(problems, completions, [1, 2], limits, **ON_RAY)
+    local = score(problems, completions, [1, 2], limits, **LOCAL)
+    assert on_ray[0] == local[0] == {"pass@1": 0.25, "pass@2": pytest.approx(0.5)}
+    assert _verdicts(on_ray[1]) == _verdicts(local[1])
+    assert [r["status"] for r in local[1][:4]] == ["passed", "failed", "failed", "timeout"]
+    gens = [[p.prompt[len(p.prompt.strip()):] + p.canonical_solution + "\ndef junk(:\n"] for p in problems]
+    on_ray = score_generations(problems, gens, [1], limits, strip_prompt=True, **ON_RAY)
+    assert on_ray[0] == {"pass@1": 1.0}
+    assert _verdicts(on_ray[1]) == _verdicts(score_generations(problems, gens, [1], limits, strip_prompt=True, **LOCAL)[1])
+
+
+def test_raw_generations_are_cut_and_scored_per_problem():
     """Generations after the stripped prompt, with junk after a stop sequence; n=3 per problem."""
     problems = load_problems(limit=3)
     gens = []
     for p in problems:
         good = p.prompt[len(p.prompt.strip()):] + p.canonical_solution + "\n\ndef junk(:\n"  # junk cut at \ndef
         gens.append([good, "\n    return None\n", good])
-    metrics, records = score(problems, gens, [1, 2], LIMITS, use_ray=False, workers=2)
+    metrics, records = score_generations(problems, gens, [1, 2], LIMITS, strip_prompt=True, **LOCAL)
     assert metrics["pass@1"] == pytest.approx(2 / 3) and metrics["pass@2"] == pytest.approx(1.0)
     assert [r["status"] for r in records[:3]] == ["passed", "failed", "passed"]
     assert "junk" not in records[0]["completion"]
 
 
-def test_mbpp_format_loader_and_scoring(tmp_path, ray_session):
+def test_mbpp_format_loader_and_scoring(tmp_path):
     rows = [
         {"task_id": 11, "text": "Write a function to add two numbers.", "code": "def add(a, b):\n    return a + b",
          "test_list": ["assert add(1, 2) == 3", "assert add(-1, 1) == 0", "assert add(0, 0) == 0"],
@@ -94,7 +118,7 @@ def test_mbpp_format_loader_and_scoring(tmp_path, ray_session):
     assert "import math" in problems[1].program("x")
     gens = [[r["code"] + "\nassert add(1, 1) == 5\n", "def add(a, b):\n    return a - b"] for r in rows[:1]]
     gens.append([rows[1]["code"], "def sq(x):\n    return x"])
-    metrics, records = score(problems, gens, [1], LIMITS, use_ray=False)
+    metrics, records = score_generations(problems, gens, [1], LIMITS, strip_prompt=True, **LOCAL)
     assert metrics["pass@1"] == pytest.approx(0.5)  # the trailing assert is cut at "\nassert"
     assert [r["status"] for r in records] == ["passed", "failed", "passed", "failed"]
     with pytest.raises(ValueError, match="lacks"):

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from ray_tasks.evaluate.sandbox import Sandbox, SandboxLimits, isolation_report
+from ray_tasks.evaluate.params import SandboxParams
+from ray_tasks.evaluate.sandbox import Sandbox, isolation_report, zygote_limits
 
-LIMITS = SandboxLimits(timeout_s=1.0, memory_mb=256, max_processes=16, output_cap_bytes=512, max_output_bytes=64 * 1024)
-NO_HOOK = SandboxLimits(**{**LIMITS.__dict__, "audit_hook": False})
+LIMITS = SandboxParams(timeout_s=1.0, memory_mb=256, max_processes=16, output_cap_bytes=512, max_output_bytes=64 * 1024)
+NO_HOOK = LIMITS.model_copy(update={"audit_hook": False})
 CAPS = isolation_report()
 KERNEL_CONTAINS_KILLS = CAPS["pidns"] and CAPS["uid_drop"]
 
@@ -53,6 +54,17 @@ def _no_leftovers(sb: Sandbox) -> None:
         while _uid_processes(sb.isolation["uid"]) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert _uid_processes(sb.isolation["uid"]) == []
+
+
+# --------------------------------------------------------------------------- wire format
+def test_the_zygote_gets_every_limit_as_a_plain_dict():
+    """The zygote cannot import Pydantic: each request carries the limits of SandboxParams
+    (less ``workers``, the caller's) plus the fixed open-files limit, as JSON-able values."""
+    assert zygote_limits(SandboxParams()) == {
+        "timeout_s": 3.0, "memory_mb": 1024, "file_size_mb": 16, "max_processes": 8, "max_open_files": 64,
+        "output_cap_bytes": 2048, "max_output_bytes": 1 << 20, "audit_hook": True,
+    }
+    assert zygote_limits(SandboxParams(timeout_s=2, workers=4))["timeout_s"] == 2.0
 
 
 # --------------------------------------------------------------------------- verdicts
@@ -280,7 +292,7 @@ def test_fallbacks_give_the_same_verdicts_and_clean_up(mode):
 @pytest.mark.slow
 def test_hostile_batch_on_ray_does_not_stop_the_run(ray_session, tmp_path):
     """All hostile programs in one Ray run beside honest ones: honest pass, hostile fail."""
-    from ray_tasks.evaluate.sandbox import run_programs
+    from ray_tasks.evaluate.sandbox import run_local, run_programs
 
     escape = tmp_path / "escape"
     hostile = [
@@ -294,8 +306,9 @@ def test_hostile_batch_on_ray_does_not_stop_the_run(ray_session, tmp_path):
         "while True:\n    print('y' * 10000)",
     ]
     honest = ["assert sorted([3, 1, 2]) == [1, 2, 3]"] * 4
-    results = run_programs(honest[:2] + hostile + honest[2:], LIMITS, workers=2)
-    statuses = [r["status"] for r in results]
+    programs = honest[:2] + hostile + honest[2:]
+    statuses = [r["status"] for r in run_programs(programs, LIMITS, 2)]
     assert statuses[:2] == ["passed"] * 2 and statuses[-2:] == ["passed"] * 2
     assert all(s != "passed" for s in statuses[2:-2]), statuses
     assert not escape.exists()
+    assert [r["status"] for r in run_local(programs, LIMITS, 2)] == statuses  # the same verdicts without Ray
