@@ -3,7 +3,7 @@
 Ground truth: every installed distribution whose core metadata states a license
 (``License-Expression``, a ``License ::`` trove classifier, or a short ``License``
 field) and whose dist-info carries a top-level license file. StarFlow scans
-those files exactly as the ingest stage does (ray_tasks.sources.dist_license_files,
+those files exactly as the ingest stage does (ray_tasks.ingest.sources.dist_license_files,
 ScanCode toolkit underneath) and we compare license *families* (metadata names
 such as "BSD License" or "GPLv2" carry no exact variant), and, for
 distributions with an SPDX ``License-Expression``, exact SPDX ids as well.

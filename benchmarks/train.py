@@ -9,6 +9,7 @@ The plain loop is the floor the engine's bookkeeping should stay close to on one
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -16,9 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for tests.models.helpers
+
 
 def make_shards(d: Path, seq_len: int, vocab: int) -> None:
-    from ray_tasks.tokenize.shards import write_test_shards
+    from tests.models.helpers import write_test_shards
 
     rng = np.random.default_rng(0)
     stream = rng.integers(0, vocab, size=512 * seq_len, dtype=np.uint16)
@@ -49,8 +52,10 @@ def plain_torch(shape, d: Path, steps: int, batch: int) -> float:
 
 
 def main() -> None:
+    from models.params import TrainParams
     from models.presets import PRESETS
-    from models.train import TrainConfig, train
+    from models.run import TrainRun
+    from models.train import train
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=60)
@@ -62,10 +67,10 @@ def main() -> None:
         d = Path(tmp)
         make_shards(d, args.seq_len, 4096)
         peer = plain_torch(shape, d, args.steps, args.batch)
-        cfg = TrainConfig(shards_dir=str(d), tokenizer_dir=str(d), work_dir=str(d / "work"), model=shape,
-                          micro_batch_size=args.batch, max_steps=args.steps, eval_every=10**9, eval_batches=1,
-                          checkpoint_every=10**9, zero_stage=1)
-        ours = train(cfg).tokens_per_second
+        hparams = TrainParams(micro_batch_size=args.batch, max_steps=args.steps, eval_every=10**9, eval_batches=1,
+                              checkpoint_every=10**9, zero_stage=1)
+        run = TrainRun(hparams=hparams, shape=shape, shards_dir=str(d), tokenizer_dir=str(d), work_dir=str(d / "work"))
+        ours = train(run).tokens_per_second
     print(f"model: tiny preset, batch {args.batch} x {args.seq_len} tokens, {args.steps} steps, fp32")
     print(f"plain torch loop:         {peer:8.0f} tokens/s")
     print(f"starflow DeepSpeed ZeRO-1: {ours:8.0f} tokens/s")

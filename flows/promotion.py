@@ -13,12 +13,12 @@ run (``promotion.*``) and published as a Prefect markdown artifact (``evaluate-p
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from flows.tracking import mlflow_key
 from ray_tasks.evaluate.gate import GateDecision, decide, fmt_score, metric_value
 from ray_tasks.evaluate.params import GateParams
 
@@ -60,19 +60,15 @@ def _score_of(client: MlflowClient, version, metric: str) -> float | None:
     run_id = version.tags.get("evaluate_run_id")
     if run_id:
         logged = client.get_run(run_id).data.metrics
-        key = _mlflow_name(metric)  # as tracking.publish_metrics names them
+        key = mlflow_key(metric)
         if key in logged:
             return float(logged[key])
     return None
 
 
-def _mlflow_name(metric: str) -> str:
-    return re.sub(r"[^\w\-. /]", "_", metric)
-
-
 def _gate_tag(metric: str) -> str:
     """``gate.humaneval.pass_1``: the version's score for a metric (MLflow keys allow no ``@``)."""
-    return f"gate.{_mlflow_name(metric)}"
+    return f"gate.{mlflow_key(metric)}"
 
 
 def _record(client: MlflowClient, model_name: str, d: GateDecision, run_id: str | None) -> None:

@@ -114,7 +114,7 @@ def publish_metrics(stage: str, metrics: dict[str, Any], table_rows: list[dict[s
     """Write metrics/<stage>.json (DVC), log numeric metrics to MLflow, add a Prefect table."""
     write_json_atomic(metrics, metrics_file(stage))
     numeric = {
-        re.sub(r"[^\w\-. /]", "_", k): float(v)
+        mlflow_key(k): float(v)
         for k, v in _flat(metrics).items()
         if isinstance(v, (int, float)) and not isinstance(v, bool)
     }
@@ -123,6 +123,11 @@ def publish_metrics(stage: str, metrics: dict[str, Any], table_rows: list[dict[s
         mlflow.log_artifact(str(metrics_file(stage)))
     rows = table_rows or [{"metric": k, "value": v} for k, v in numeric.items()]
     _safe(create_table_artifact, key=f"{stage}-stats", table=rows, description=f"{stage} figures")
+
+
+def mlflow_key(name: str) -> str:
+    """A metric name as MLflow accepts it (``humaneval.pass@1`` -> ``humaneval.pass_1``)."""
+    return re.sub(r"[^\w\-. /]", "_", name)
 
 
 def publish_markdown(stage: str, markdown: str) -> None:

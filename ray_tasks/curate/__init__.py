@@ -1,5 +1,6 @@
 """Stage ``curate``: The Stack v2's license, language and quality filters, malware and benchmark
-cuts, then PII redaction of what is kept (stack_v2_curation.md §3-§9).
+cuts, then PII redaction of what is kept (the StarCoder2 paper, https://arxiv.org/abs/2402.19173,
+§2.1 and §3).
 
 Input: ``data/dedup/files.parquet``, one row per file. Needs ``repo_name, path, content,
 length_bytes, sha256, license_type``; uses ``language`` when the source gave one (else detects

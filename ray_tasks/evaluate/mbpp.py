@@ -3,9 +3,10 @@
 Each row has ``task_id``, ``text`` (the task), ``test_list`` (assert statements) and
 optionally ``test_setup_code`` and ``code`` (the reference solution). Nothing is
 downloaded: the Google MBPP test split, MBPP+ or a private set in this format all work.
-As in bigcode-evaluation-harness (§B4): the prompt is InCoder-style, the task text and
-the first test inside a docstring; the completion is cut at the MBPP stop sequences; the
-program is prompt + completion + every assert of ``test_list``.
+As in bigcode-evaluation-harness (``bigcode_eval/tasks/mbpp.py`` of
+https://github.com/bigcode-project/bigcode-evaluation-harness): the prompt is InCoder-style,
+the task text and the first test inside a docstring; the completion is cut at the MBPP stop
+sequences; the program is prompt + completion + every assert of ``test_list``.
 """
 
 from __future__ import annotations

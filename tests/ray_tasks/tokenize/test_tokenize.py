@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 import ray_tasks.tokenize.documents as documents
-from ray_tasks.tokenize.fim import FimCounts, FimIds, document_parts, fim_parts
+from ray_tasks.tokenize.fim import FimCounts, FimIds, fim_parts
 from ray_tasks.tokenize.split import split_repositories
 from ray_tasks.tokenize.documents import encode_parts, repository_document
 from ray_tasks.tokenize.params import TokenizeParams
