@@ -144,7 +144,8 @@ def _starflow(data: Path, out: Path, workers: int, limit: int | None, executor: 
 
     ``ray`` starts Ray before the clock (its start is reported apart); ``auto`` starts it
     inside the clock when it decides to use it, as ``starflow dedup`` would."""
-    from ray_tasks.dedup.stage import content_bytes, dedup
+    from ray_tasks.dedup.stage import dedup
+    from ray_tasks.tables import content_bytes
     from ray_tasks.executor import RayParams, wants_ray
     from ray_tasks.tables import write_parquet_atomic
 

@@ -19,7 +19,8 @@ from prefect import flow, get_run_logger
 from flows import tracking
 from flows.config import Params
 from flows.workspace import FILES, REJECTED, stage_dir
-from ray_tasks.dedup.stage import DedupResult, content_bytes, dedup
+from ray_tasks.dedup.stage import DedupResult, dedup
+from ray_tasks.tables import content_bytes
 from ray_tasks.executor import executor_session
 from ray_tasks.tables import AtomicDir, read_table, reason_counts, write_parquet_atomic
 

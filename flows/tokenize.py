@@ -12,7 +12,7 @@ from flows import tracking
 from flows.config import Params
 from flows.workspace import FILES, WORK, stage_dir
 from ray_tasks.executor import executor_session
-from ray_tasks.tables import AtomicDir, read_table
+from ray_tasks.tables import AtomicDir, content_bytes, read_table
 from ray_tasks.tokenize.stage import prepare
 
 
@@ -21,8 +21,9 @@ def tokenize_flow(params: Params, parent_run_id: str | None = None) -> dict:
     log = get_run_logger()
     with tracking.stage_run("tokenize", params, parent_run_id):
         files = read_table(stage_dir("curate") / FILES)
-        with executor_session(params.ray, files.nbytes) as use_ray:
-            log.info("tokenize: %d files, %.1f MB, %s", files.num_rows, files.nbytes / 2**20,
+        n_bytes = content_bytes(files)
+        with executor_session(params.ray, n_bytes) as use_ray:
+            log.info("tokenize: %d files, %.1f MB, %s", files.num_rows, n_bytes / 2**20,
                      "on Ray" if use_ray else "in this process")
             with AtomicDir(stage_dir("tokenize")) as out:
                 stats = prepare(files, out, params.tokenize, WORK / "tokenize", use_ray=use_ray)

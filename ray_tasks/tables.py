@@ -143,3 +143,10 @@ def read_table(path: str | Path, required: Iterable[str] = FILE_COLUMNS) -> pa.T
 def _fsync(path: str) -> None:
     with open(path, "rb") as fh:
         os.fsync(fh.fileno())
+
+
+def content_bytes(table: pa.Table) -> int:
+    """UTF-8 bytes of the ``content`` column: the size a stage's executor choice is made on."""
+    if table.num_rows == 0:
+        return 0
+    return int(pc.sum(utf8_lengths(table.column("content"))).as_py() or 0)

@@ -43,7 +43,8 @@ def dedup_command(
     params_path: OptionalParamsOpt = Path("params.yaml"),
 ) -> None:
     """Exact + MinHash near-dedup of a Parquet table; prints {files_in, exact_removed, near_removed, ...}."""
-    from ray_tasks.dedup.stage import content_bytes, dedup
+    from ray_tasks.dedup.stage import dedup
+    from ray_tasks.tables import content_bytes
     from ray_tasks.executor import executor_session
 
     params = load(params_path, missing_ok=True)

@@ -105,13 +105,6 @@ def best_first(prio: pa.Table) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- size of the work
-def content_bytes(table: pa.Table) -> int:
-    """UTF-8 bytes of the ``content`` column: the size ``executor_session`` decides on."""
-    if table.num_rows == 0:
-        return 0
-    return int(pc.sum(utf8_lengths(table.column("content"))).as_py() or 0)
-
-
 # --------------------------------------------------------------------------- helpers
 def validate_input(table: pa.Table, origin: str) -> None:
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
