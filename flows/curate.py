@@ -8,7 +8,6 @@ on Ray or in this process as ``params.ray`` decides (``executor_session``,
 
 from __future__ import annotations
 
-import pyarrow.compute as pc
 from prefect import flow, get_run_logger
 
 from flows import tracking
@@ -17,7 +16,7 @@ from flows.workspace import FILES, REJECTED, stage_dir
 from ray_tasks.curate.stage import curate
 from ray_tasks.curate.stats import metrics
 from ray_tasks.executor import executor_session
-from ray_tasks.tables import AtomicDir, read_table, utf8_lengths, write_json_atomic, write_parquet_atomic
+from ray_tasks.tables import AtomicDir, content_bytes, read_table, write_json_atomic, write_parquet_atomic
 
 CONTAMINATION = "contamination.parquet"
 STATS = "stats.json"
@@ -28,7 +27,7 @@ def curate_flow(params: Params, parent_run_id: str | None = None) -> dict:
     log = get_run_logger()
     with tracking.stage_run("curate", params, parent_run_id):
         files = read_table(stage_dir("dedup") / FILES)
-        n_bytes = int(pc.sum(utf8_lengths(files.column("content"))).as_py() or 0)
+        n_bytes = content_bytes(files)
         with executor_session(params.ray, n_bytes) as use_ray:
             log.info("curate: %d files, %.1f MB, %s", files.num_rows, n_bytes / 2**20, "on Ray" if use_ray else "in this process")
             out = curate(files, params.curate, use_ray, log)

@@ -1,6 +1,6 @@
 """DVC as the judge of what is stale, and the recorder of what ran.
 
-Wiring (DESIGN.md option a): the pipeline flow asks DVC whether a stage's
+Wiring: the pipeline flow asks DVC whether a stage's
 deps/params/outs changed since ``dvc.lock`` last recorded them, runs the stage's
 Prefect flow in-process when they did, then ``dvc commit``s the stage so the lock
 holds exactly what it consumed and produced. Stages run one at a time (DVC

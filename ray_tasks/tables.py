@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-# Columns every files table carries (DESIGN.md data contract).
+# Columns every files table carries, from ingest on (ray_tasks/ingest/__init__.py).
 FILE_COLUMNS = ("repo_name", "path", "content", "length_bytes", "sha256")
 
 REJECTED_SCHEMA = pa.schema(

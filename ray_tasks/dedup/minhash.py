@@ -1,6 +1,6 @@
 """MinHash signatures and LSH band keys for near-deduplication, vectorised over Arrow batches.
 
-The shingling is the seed's (stack_v2_curation.md §5.2): ``content.lower()`` split on
+The shingling is the seed's (https://github.com/bigcode-project/bigcode-dataset/blob/main/near_deduplication/bigcode-v2/intra_dedup.py): ``content.lower()`` split on
 Unicode ``\\W`` (empty tokens between consecutive separators are kept as tokens), word
 5-grams, documents with fewer than 5 tokens get no shingles (so they all share the
 all-MAX signature and collapse into one cluster, as in the seed).

@@ -14,7 +14,7 @@ refuses a batch hashed with other values (the others only cut the work into task
 
 
 class DedupParams(StageParams):
-    """Exact and MinHash near-dedup, as in the seed (stack_v2_curation.md §5.2)."""
+    """Exact and MinHash near-dedup, as in the seed (https://github.com/bigcode-project/bigcode-dataset/blob/main/near_deduplication/bigcode-v2/intra_dedup.py)."""
 
     hash: Literal["sha256"] = "sha256"
     """Content hash used for exact deduplication (files, and repositories by their file tree)."""

@@ -1,6 +1,6 @@
 """Deduplication: exact (repositories by file tree, files by content hash), then MinHash near-dedup.
 
-Which copy survives follows the seed's order (stack_v2_curation.md §5.2): license class
+Which copy survives follows the seed's order (https://github.com/bigcode-project/bigcode-dataset/blob/main/near_deduplication/bigcode-v2/intra_dedup.py): license class
 (permissive < no_license < non_permissive), stars, forks, latest revision, latest visit, then
 (repo_name, path) so that every run agrees. The same order picks the surviving repository
 of a group with identical file trees.
