@@ -96,10 +96,8 @@ def _code_benchmark(model_dir: str, problems: list[Problem], cfg: EvaluateParams
     """Generate (the harness's prompts, stop sequences and sampling settings), then execute."""
     he = cfg.humaneval
     stops = sorted({s for p in problems for s in p.stops})
-    completions = generate(
-        model_dir, [p.generation_prompt(he.strip_prompt) for p in problems], he.max_new_tokens, he.num_samples,
-        he.temperature, he.top_p, he.batch_size, seed=he.seed, stop=stops,
-    )
+    completions = generate(model_dir, [p.generation_prompt(he.strip_prompt) for p in problems], he.max_new_tokens,
+                           he.batch_size, sampling=he, stop=stops)
     return score_generations(problems, completions, he.ks, cfg.sandbox, strip_prompt=he.strip_prompt,
                              use_ray=use_ray, local_workers=local_workers)
 
@@ -115,7 +113,7 @@ def _fim_exact_match(model_dir: str, cfg: EvaluateParams) -> tuple[float, list[d
     if not examples:
         return 0.0, []
     prompts = [fim_eval.prompt(ex, cfg.fim.context_chars) for ex in examples]
-    completions = generate(model_dir, prompts, cfg.fim.max_new_tokens, batch_size=cfg.humaneval.batch_size,
+    completions = generate(model_dir, prompts, cfg.fim.max_new_tokens, cfg.humaneval.batch_size,
                            stop=["\n", *fim_eval.STOP_SEQUENCES])
     return fim_eval.exact_match(examples, [c[0] for c in completions])
 

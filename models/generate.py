@@ -10,6 +10,9 @@ raw: cutting at the stop sequence is the benchmark's business, not the model's.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Protocol
+
 import torch
 from rich.progress import Progress
 from transformers import StoppingCriteria, StoppingCriteriaList
@@ -24,6 +27,30 @@ class StopOnSequences(StoppingCriteria):
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
         texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len:], skip_special_tokens=False)
         return torch.tensor([any(s in t for s in self.stops) for t in texts], dtype=torch.bool, device=input_ids.device)
+
+
+class Sampling(Protocol):
+    """What ``generate`` reads of a sampling setup. The evaluate stage passes its ``humaneval``
+    params, which have these fields, so the settings are not copied into another object."""
+
+    num_samples: int
+    temperature: float
+    top_p: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """A sampling setup made by hand: greedy decoding, or one request to the served model."""
+
+    num_samples: int
+    temperature: float
+    top_p: float
+    seed: int
+
+
+GREEDY = Decoding(num_samples=1, temperature=0.0, top_p=1.0, seed=0)
+"""One completion per prompt, the most likely tokens (what single-line FIM is scored with)."""
 
 
 def load(model_dir: str):
@@ -43,16 +70,14 @@ def generate(
     model_dir: str,
     prompts: list[str],
     max_new_tokens: int,
-    num_samples: int = 1,
-    temperature: float = 0.0,
-    top_p: float = 0.95,
-    batch_size: int = 16,
-    seed: int = 0,
+    batch_size: int,
+    sampling: Sampling = GREEDY,
     stop: list[str] | None = None,
 ) -> list[list[str]]:
-    """``num_samples`` completions per prompt, in prompt order."""
+    """``sampling.num_samples`` completions per prompt, in prompt order."""
     model, tokenizer = load(model_dir)
-    torch.manual_seed(seed)
+    num_samples, temperature, top_p = sampling.num_samples, sampling.temperature, sampling.top_p
+    torch.manual_seed(sampling.seed)
     max_ctx = model.config.max_position_embeddings - max_new_tokens
     jobs = [(i, p) for i, p in enumerate(prompts) for _ in range(num_samples)]
     out: list[list[str]] = [[] for _ in prompts]

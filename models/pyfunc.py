@@ -10,6 +10,10 @@ from __future__ import annotations
 import mlflow.pyfunc
 
 
+SERVE_BATCH = 16
+"""Prompts per generate() call when the registered model is served."""
+
+
 class CodeCompletionModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         self.model_dir = context.artifacts["hf_model"]
@@ -17,7 +21,7 @@ class CodeCompletionModel(mlflow.pyfunc.PythonModel):
     # No type hints on predict: MLflow would infer a signature from them and drop the
     # explicit one, whose params schema (max_new_tokens) callers need.
     def predict(self, context, model_input, params=None):
-        from models.generate import generate
+        from models.generate import Decoding, generate
 
         params = params or {}
         if hasattr(model_input, "columns"):  # MLflow hands a DataFrame to schema-checked models
@@ -25,6 +29,7 @@ class CodeCompletionModel(mlflow.pyfunc.PythonModel):
             prompts = model_input[column].astype(str).tolist()
         else:
             prompts = [str(p) for p in model_input]
-        outs = generate(self.model_dir, prompts, max_new_tokens=int(params.get("max_new_tokens", 64)),
-                        temperature=float(params.get("temperature", 0.0)), top_p=float(params.get("top_p", 0.95)))
+        sampling = Decoding(num_samples=1, temperature=float(params.get("temperature", 0.0)),
+                            top_p=float(params.get("top_p", 0.95)), seed=0)
+        outs = generate(self.model_dir, prompts, int(params.get("max_new_tokens", 64)), SERVE_BATCH, sampling)
         return [o[0] for o in outs]

@@ -171,7 +171,7 @@ def tiny_model(tmp_path_factory):
 
 @pytest.mark.slow  # builds a tiny model: transformers' import and a BPE training dominate
 def test_generation_stops_at_stop_sequences_and_samples_reproducibly(tiny_model):
-    from models.generate import generate
+    from models.generate import Decoding, generate
 
     prompts = ["def add(a, b):\n", "class Point:\n"]
     full = generate(tiny_model, prompts, max_new_tokens=40, batch_size=2)
@@ -182,9 +182,9 @@ def test_generation_stops_at_stop_sequences_and_samples_reproducibly(tiny_model)
         if stop in f:
             assert stop in c and f.startswith(c) and len(c) < len(f)
             assert len(c) - (c.index(stop) + len(stop)) < 32  # stopped right after the first occurrence
-    sampled = generate(tiny_model, prompts, max_new_tokens=8, num_samples=3, temperature=0.8, top_p=0.95, seed=3)
+    sampled = generate(tiny_model, prompts, 8, 2, Decoding(num_samples=3, temperature=0.8, top_p=0.95, seed=3))
     assert [len(s) for s in sampled] == [3, 3]
-    assert sampled == generate(tiny_model, prompts, max_new_tokens=8, num_samples=3, temperature=0.8, top_p=0.95, seed=3)
+    assert sampled == generate(tiny_model, prompts, 8, 2, Decoding(num_samples=3, temperature=0.8, top_p=0.95, seed=3))
     assert len({s for row in sampled for s in row}) > 1  # sampling, not greedy
 
 
