@@ -56,7 +56,7 @@ def test_params_in_place_puts_params_yaml_back_even_after_a_failure(in_tmp):
         raise RuntimeError("stage failed")
     assert Path("params.yaml").read_text() == "mine: 1\n"
     # A run killed mid-way left params.yaml aside: the next run puts it back first.
-    Path(".starflow").mkdir()
+    Path(".starflow").mkdir(exist_ok=True)
     Path(".starflow/params.yaml.saved").write_text("mine: 1\n")
     Path("params.yaml").write_text("other: 2\n")
     with params_in_place(Path("params.yaml")):
