@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from ray_tasks.curate.filters import DATA_LANGUAGES, ENCODED_PATTERNS, LINE_LENGTH_EXEMPT, apply_filters  # noqa: E402
+from ray_tasks.curate.filters import ENCODED_PATTERNS, apply_filters  # noqa: E402
 from ray_tasks.curate.params import CurateParams  # noqa: E402
 from ray_tasks.curate.provenance import has_generated_marker, is_generated  # noqa: E402
 from ray_tasks.curate.stage import build_filters  # noqa: E402
@@ -109,7 +109,7 @@ def _lines(doc) -> bool:
     lengths = [len(line) for line in doc.text.split("\n")]
     if len(lengths) > Q.max_lines:
         return False
-    if doc.metadata["language"] in LINE_LENGTH_EXEMPT:
+    if doc.metadata["language"] in Q.line_length_exempt_languages:
         return max(lengths) <= Q.exempt_max_line_length
     return max(lengths) <= Q.max_line_length and (len(doc.text) - len(lengths) + 1) / len(lengths) <= Q.max_avg_line_length
 
@@ -129,7 +129,7 @@ def _encoded(doc) -> bool:
 
 
 def _data_size(doc) -> bool:
-    return not (doc.metadata["language"] in DATA_LANGUAGES and doc.text.count("\n") + 1 > Q.data_max_lines)
+    return not (doc.metadata["language"] in Q.data_languages and doc.text.count("\n") + 1 > Q.data_max_lines)
 
 
 def _text_name(doc) -> bool:

@@ -1,7 +1,7 @@
 """Curation commands for users working outside the DAG.
 
-    starflow lang detect FILE...          # one JSON object per line: path, language
-    starflow lang detect --list           # every supported language, then the count
+    starflow lang detect FILE...          # one JSON object per line: path, language (go-enry's)
+    starflow lang detect --list           # every language with its linguist type, then the count
     starflow license detect REPO_DIR      # licenses (SPDX), license_type, the files they came from
     starflow curate --input PATH --output DIR   # ingest -> dedup -> curate on any source
 """
@@ -17,24 +17,23 @@ import typer
 
 from flows.cli.common import fail
 
-lang_app = typer.Typer(help="Language detection (pygments' registry, shebangs, modelines).", no_args_is_help=True)
+lang_app = typer.Typer(help="Language detection (go-enry: linguist's names and rules).", no_args_is_help=True)
 license_app = typer.Typer(help="License detection (ScanCode on license-like files).", no_args_is_help=True)
-
-CONTENT_HEAD = 64 * 1024  # shebangs, modelines and header heuristics only need the head
 
 
 @lang_app.command("detect")
 def lang_detect(
     files: Annotated[Optional[list[Path]], typer.Argument(help="files to classify")] = None,
-    list_: Annotated[bool, typer.Option("--list", help="print every supported language and their number")] = False,
+    list_: Annotated[bool, typer.Option("--list", help="print every language (name<TAB>type) and their number")] = False,
 ) -> None:
-    """Print the language of each file as JSON lines (``{"path": ..., "language": ...}``)."""
+    """Print the language of each file as JSON lines (``{"path": ..., "language": ...}``), or with
+    ``--list`` every language go-enry knows and its linguist type (programming, markup, data, prose)."""
     from ray_tasks.language import detect_language, supported_languages
 
     if list_:
         langs = supported_languages()
-        for lang in langs:
-            typer.echo(lang)
+        for name, kind in langs:
+            typer.echo(f"{name}\t{kind}")
         typer.echo(f"{len(langs)} languages")
         return
     if not files:
@@ -43,12 +42,12 @@ def lang_detect(
     for path in files:
         try:
             with open(path, "rb") as fh:
-                head = fh.read(CONTENT_HEAD).decode("utf-8", errors="replace")
+                content = fh.read()  # the whole file, as curate gives go-enry
         except OSError as exc:
             typer.echo(json.dumps({"path": str(path), "language": None, "error": exc.strerror or str(exc)}))
             status = 1
             continue
-        typer.echo(json.dumps({"path": str(path), "language": detect_language(path.as_posix(), head)}))
+        typer.echo(json.dumps({"path": str(path), "language": detect_language(path.as_posix(), content)}))
     raise typer.Exit(status)
 
 

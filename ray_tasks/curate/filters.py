@@ -11,8 +11,8 @@ Ray or in this process (ray_tasks/executor.py), so both give identical results.
 
 A filter's thresholds are required fields: their values (and defaults) are
 ``curate.quality`` in params.yaml (``QualityParams``, ray_tasks/curate/params.py),
-and ``build_filters`` (ray_tasks/curate/stage.py) hands them over. The language
-lists below are the paper's rules, not settings (the StarCoder2 paper,
+and ``build_filters`` (ray_tasks/curate/stage.py) hands them over, the per-language lists
+too (linguist's names, checked against go-enry when the params load; the StarCoder2 paper,
 https://arxiv.org/abs/2402.19173, §2.1 "Basic filters" and "Language-specific filters").
 """
 
@@ -28,15 +28,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ray_tasks.language import detect_language
+from ray_tasks.language import content_bytes, detect_language
 from ray_tasks.curate.provenance import has_generated_marker, is_generated, is_vendor
-
-# Languages exempt from the avg/max line-length rule: only their longest line is capped.
-LINE_LENGTH_EXEMPT = ("HTML", "JSON", "Markdown", "Roff", "Roff Manpage", "SMT", "TeX", "Text", "XML")
-# Languages where the alphabetic rule uses alphanumeric characters instead.
-ALPHANUM_LANGUAGES = ("Motorola 68K Assembly", "WebAssembly")
-# Data-like languages capped at ``curate.quality.data_max_lines`` lines.
-DATA_LANGUAGES = ("Text", "JSON", "YAML", "Web Ontology Language", "Graphviz (DOT)")
 
 ENCODED_PATTERNS = {
     "base64": r"[a-zA-Z0-9+/\n=]{64,}",
@@ -57,10 +50,11 @@ def annotate(batch: pa.Table) -> pa.Table:
     paths = batch.column("path").to_pylist()
     contents = batch.column("content").to_pylist()
     given = batch.column("language").to_pylist() if "language" in batch.column_names else [None] * len(paths)
-    langs = [g or detect_language(p, c) for g, p, c in zip(given, paths, contents)]
+    data = [content_bytes(c) for c in contents]  # encoded once for both go-enry calls
+    langs = [g or detect_language(p, d) for g, p, d in zip(given, paths, data)]
     batch = set_column(batch, "language", pa.array(langs, pa.string()))
     batch = set_column(batch, "is_vendor", pa.array([is_vendor(p) for p in paths], pa.bool_()))
-    batch = set_column(batch, "is_generated", pa.array([is_generated(p, c) for p, c in zip(paths, contents)], pa.bool_()))
+    batch = set_column(batch, "is_generated", pa.array([is_generated(p, d) for p, d in zip(paths, data)], pa.bool_()))
     for name, values in text_stats(batch.column("content")).items():
         batch = set_column(batch, name, values)
     return batch
@@ -151,7 +145,7 @@ class LineLengthFilter:
     max_avg_line_length: float
     max_line_length: int
     exempt_max_line_length: int
-    exempt_languages: Sequence[str] = LINE_LENGTH_EXEMPT
+    exempt_languages: Sequence[str]
     name: str = "line_length"
 
     def __call__(self, batch: pa.Table) -> list[str | None]:
@@ -189,7 +183,7 @@ class AlphaFilter:
     """Too few alphabetic characters (alphanumeric for the assembly-like languages)."""
 
     min_alpha_fraction: float
-    alphanum_languages: Sequence[str] = ALPHANUM_LANGUAGES
+    alphanum_languages: Sequence[str]
     name: str = "alpha"
 
     def __call__(self, batch: pa.Table) -> list[str | None]:
@@ -245,10 +239,10 @@ def _longest_match(kind: str, text: str) -> int:
 
 @dataclass
 class DataSizeFilter:
-    """Text, JSON, YAML, OWL and DOT files longer than ``max_lines`` lines are data, not code."""
+    """Files of data-like ``languages`` (Text, JSON, YAML, OWL, DOT) longer than ``max_lines`` lines are data, not code."""
 
     max_lines: int
-    languages: Sequence[str] = DATA_LANGUAGES
+    languages: Sequence[str]
     name: str = "data_size"
 
     def __call__(self, batch: pa.Table) -> list[str | None]:
@@ -259,17 +253,18 @@ class DataSizeFilter:
 
 @dataclass
 class TextNameFilter:
-    """Plain-text files are kept only when they are requirements, READMEs, notes, TODOs..."""
+    """Plain-text files (``languages``) are kept only when they are requirements, READMEs, notes, TODOs..."""
 
     stems: Sequence[str]
+    languages: Sequence[str]
     name: str = "text_name"
 
     def __call__(self, batch: pa.Table) -> list[str | None]:
-        stems = set(self.stems)
+        stems, text = set(self.stems), set(self.languages)
         out: list[str | None] = []
         for lang, path in zip(batch.column("language").to_pylist(), batch.column("path").to_pylist()):
             fname = PurePosixPath(path).name.lower()
-            ok = lang != "Text" or "requirement" in fname or PurePosixPath(fname).stem in stems
+            ok = lang not in text or "requirement" in fname or PurePosixPath(fname).stem in stems
             out.append(None if ok else "text_filename")
         return out
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ray_tasks.params import StageParams
 
@@ -36,6 +36,29 @@ class QualityParams(StageParams):
     """...and visible text must be at least this fraction of the file."""
     text_name_stems: list[str] = Field(default_factory=lambda: ["readme", "notes", "todo", "description", "cmakelists"])
     """Plain-text files are kept only under these names (or with "requirement" in the name)."""
+    # The per-language rules below are keyed by linguist's names, as go-enry labels files
+    # (ray_tasks/language.py); `starflow lang detect --list` prints them.
+    line_length_exempt_languages: list[str] = Field(default_factory=lambda: [
+        "HTML", "JSON", "Markdown", "Roff", "Roff Manpage", "SMT", "TeX", "Text", "XML"])
+    """Languages whose only line rule is ``exempt_max_line_length`` (no average or 1000-char cap)."""
+    alphanum_languages: list[str] = Field(default_factory=lambda: ["Motorola 68K Assembly", "WebAssembly"])
+    """Languages whose ``min_alpha_fraction`` counts alphanumeric, not only alphabetic, characters."""
+    data_languages: list[str] = Field(default_factory=lambda: [
+        "Text", "JSON", "YAML", "Web Ontology Language", "Graphviz (DOT)"])
+    """Data-like languages capped at ``data_max_lines`` lines."""
+    text_languages: list[str] = Field(default_factory=lambda: ["Text"])
+    """Plain-text languages kept only under ``text_name_stems`` names."""
+
+    @field_validator("line_length_exempt_languages", "alphanum_languages", "data_languages", "text_languages")
+    @classmethod
+    def _linguist_names(cls, names: list[str]) -> list[str]:
+        """Every name must be one go-enry knows: a misspelt rule would silently match no file."""
+        from ray_tasks.language import check_languages
+
+        unknown = check_languages(names)
+        if unknown:
+            raise ValueError(f"not linguist language names: {unknown} (`starflow lang detect --list` lists them)")
+        return names
 
 
 class PiiParams(StageParams):

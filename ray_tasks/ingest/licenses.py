@@ -141,7 +141,7 @@ MAX_LICENSE_CHARS = 200_000
 
 
 # Documents a license-like name may carry; ``licenses.py`` or ``license_check.go`` is code, not a license.
-DOCUMENT_LANGUAGES = {None, "Text", "Markdown", "reStructuredText", "HTML", "AsciiDoc", "Org", "RTF", "TeX"}
+DOCUMENT_LANGUAGES = {None, "Text", "Markdown", "reStructuredText", "HTML", "AsciiDoc", "Org", "Rich Text Format", "TeX"}
 
 
 def license_candidates(paths: list[str]) -> list[str]:
