@@ -15,11 +15,17 @@ and (b) detect-secrets' own ``scan_file`` with its default settings (all plugins
 keys, passwords and public IPv4 only). Files are written to a temp folder first so both read the
 same bytes from disk; the two tools alternate over chunks of files so that both see the same
 machine load (other jobs share it).
+
+``--previous REV`` adds (c) the PII step as committed at a git revision (``git show
+REV:ray_tasks/curate/pii.py``, loaded as a temporary module) to the same interleaved run, and prints
+the current/previous time ratio and both versions' counts per type (issue 18: within 1.5x).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import subprocess
 import sys
 import tempfile
 import time
@@ -144,14 +150,28 @@ def materialise(files: list[tuple[str, bytes]], root: Path) -> list[Path]:
     return paths
 
 
-def run_ours(paths: list[Path]) -> tuple[float, Counter, list]:
+def previous_redact(rev: str, tmp: Path):
+    """``redact`` of ray_tasks/curate/pii.py at git revision ``rev`` (a module loaded from a temp file)."""
+    source = subprocess.run(["git", "show", f"{rev}:ray_tasks/curate/pii.py"], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout
+    path = tmp / "pii_previous.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("pii_previous", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module.redact
+
+
+def run_ours(paths: list[Path], redact_fn=None) -> tuple[float, Counter, list]:
+    redact_fn = redact_fn or redact
     params = PiiParams()
     counts: Counter = Counter()
     hits = []
     t0 = time.perf_counter()
     for p in paths:
         text = p.read_text(encoding="utf-8")
-        _, findings = redact(text, str(p), params)
+        _, findings = redact_fn(text, str(p), params)
         counts.update(f.type for f in findings)
         hits += [(p, text.count("\n", 0, f.start) + 1, f.type, f.value) for f in findings]
     return time.perf_counter() - t0, counts, hits
@@ -178,6 +198,8 @@ def main() -> None:
     ap.add_argument("--labelled", type=Path, default=LABELLED, help="labelled set to score (default: %(default)s)")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N corpus files")
     ap.add_argument("--chunk", type=int, default=100, help="files per interleaved timing chunk")
+    ap.add_argument("--previous", metavar="REV", default=None,
+                    help="also time ray_tasks/curate/pii.py as of this git revision and print the ratio")
     args = ap.parse_args()
     print_quality(score(load_labelled(args.labelled)), args.labelled)
     if args.quality_only:
@@ -187,13 +209,18 @@ def main() -> None:
     print(f"\ndefault corpus: {len(files)} files, {mib:.1f} MiB")
     with tempfile.TemporaryDirectory() as tmp:
         paths = materialise(files, Path(tmp))
-        # Interleaved chunks: both tools see the same (shared, noisy) machine load.
-        t_peer = t_ours = 0.0
-        c_peer, c_ours, h_peer, h_ours, ratios = Counter(), Counter(), [], [], []
+        previous = previous_redact(args.previous, Path(tmp)) if args.previous else None
+        # Interleaved chunks: all tools see the same (shared, noisy) machine load.
+        t_peer = t_ours = t_prev = 0.0
+        c_peer, c_ours, c_prev, h_peer, h_ours, ratios = Counter(), Counter(), Counter(), [], [], []
         for i in range(0, len(paths), args.chunk):
             chunk = paths[i : i + args.chunk]
             tp, cp, hp = run_detect_secrets(chunk)
             to, co, ho = run_ours(chunk)
+            if previous:
+                tv, cv, _ = run_ours(chunk, previous)
+                t_prev += tv
+                c_prev.update(cv)
             t_peer, t_ours = t_peer + tp, t_ours + to
             c_peer.update(cp), c_ours.update(co), h_peer.extend(hp), h_ours.extend(ho)
             ratios.append(tp / to)
@@ -207,6 +234,11 @@ def main() -> None:
     print(f"speed ratio StarFlow / detect-secrets: {t_peer / t_ours:.2f}x overall; per chunk of {args.chunk} files: "
           f"median {ratios[len(ratios) // 2]:.1f}x, range {ratios[0]:.1f}x-{ratios[-1]:.1f}x")
     print("StarFlow findings by type:", dict(c_ours))
+    if previous:
+        print(f"previous version ({args.previous}): {n / t_prev:.1f} files/s, {mib / t_prev:.2f} MiB/s; "
+              f"time current / previous: {t_ours / t_prev:.2f}x")
+        print(f"findings by type, previous -> current: " + ", ".join(
+            f"{t} {c_prev.get(t, 0)} -> {c_ours.get(t, 0)}" for t in PII_TYPES))
     print("detect-secrets findings by type:", dict(c_peer.most_common()))
     for label, hits in (("detect-secrets", h_peer), ("StarFlow", h_ours)):
         for p, line, kind, value in hits:

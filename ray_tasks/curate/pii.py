@@ -14,6 +14,13 @@ BigCode pipeline (https://github.com/bigcode-project/bigcode-dataset/tree/main/p
   ``<KEY>``. Written here, for what those patterns miss: typed declarations,
   camelCase names, connection strings, and URL credentials (detect-secrets'
   basic-auth pattern refuses ``!$&...`` in passwords).
+* **where real code keeps secrets** (issue 18): provider key formats that detect-secrets
+  lacks (ray_tasks/curate/key_formats.py: Hugging Face, Anthropic, Shopify, DigitalOcean,
+  rubygems, webhooks, ...) and the config/XML/URL-query/Authorization-header rules of
+  ray_tasks/curate/credential_rules.py; one Aho-Corasick pass finds where their prefixes and
+  trigger words occur, so text without them costs nothing more. Placeholders
+  (``changeme``, ``${VAR}``, ``<your-key>``, ``dummy-...``), publishable keys (``pk_live_``)
+  and SSH public-key blobs stay.
 * **emails, IPv4, IPv6**: hand-written, because detect-secrets has no email
   detector and its IP plugin is IPv4-only without the seed's false-positive
   rules (version strings, DNS servers, private ranges). ``ipaddress`` decides
@@ -47,6 +54,7 @@ from typing import Iterable
 
 import pyarrow as pa
 
+from ray_tasks.curate import credential_rules, key_formats
 from ray_tasks.curate.params import PiiParams
 from ray_tasks.curate.filters import set_column
 
@@ -119,6 +127,8 @@ def find_emails(text: str) -> list[Finding]:
         domain = value.rsplit("@", 1)[1].lower()
         if domain.rsplit(".", 1)[1] in _FILE_EXT_TLDS or value.lower() in _SERVICE_EMAILS or _RESERVED_DOMAIN.search(domain):
             continue
+        if text.endswith("://", 0, m.start()):
+            continue  # ``ftp://anonymous@host``: a URL's user name, not a mailbox
         if m.start() and text[m.start() - 1] == ":" and not text.endswith("mailto:", 0, m.start()):
             continue  # ``user:pass@host``: URL credentials (a password finding's business), not a mailbox
         out.append(Finding(EMAIL, m.start(), m.end(), value, "email_regex"))
@@ -224,51 +234,125 @@ _PRIVATE_KEY = re.compile(
     r"(?P<body>.*?)-----END \1-----",
     re.S,
 )
-_FORMAT_PLACEHOLDER = re.compile(r"%\(?\w*\)?[sd]|\{\w*\}|^[\W_]*(?:\*{3,}|x{3,}|•{3,}|\.{3})[\W_]*$", re.I)
+# printf (``%s``, ``%(name)s``, ``%.2f``; no width digits, so percent-encoding ``%3D`` is not one),
+# ``{}`` templates, masks.
+_FORMAT_PLACEHOLDER = re.compile(
+    r"%(?:\(\w+\))?[-+ #0]*(?:\.\d+)?[sdrif](?![A-Za-z0-9])|\{\w*\}|^[\W_]*(?:\*{3,}|[xX]{3,}|•{3,}|\.{3})[\W_]*$"
+)
+# Values and names that say they are not real: test fixtures named as such (``FAKE_PASSWORD``,
+# ``"dummy-token"``), samples. A real-looking password in a tests/ file is still redacted.
+_FAKE_VALUE = re.compile(r"(?i)dummy|fake|example|sample|placeholder|not[-_]?a[-_]?secret|^test[-_]|^your[-_]")
+_FIXTURE_NAME = re.compile(r"(?i)(?:fake|dummy|mock|example|sample)_")
 _PLACEHOLDER_VALUES = frozenset(
     "password passwd pwd secret none null nil true false changeme change_me yourpassword your_password "
     "your-password mypassword my_password example dummy redacted hidden todo fixme <password> <key> "
     "api_key apikey secret_key token".split()
 )
 # Config files take unquoted values (``password: hunter2``): detect-secrets' config patterns.
-_CONFIG_NAMES = re.compile(r"(?i)(^|/)(\.env(\.\w+)?|[^/]*\.env|dockerfile|[^/]*\.(cfg|conf|cnf|ini|properties|toml|ya?ml|env|sh|bash|zsh))$")
+_CONFIG_NAMES = re.compile(
+    r"(?i)(^|/)(\.env(\.\w+)?|[^/]*\.env|dockerfile|\.pypirc|\.npmrc|\.netrc|\.pgpass|\.git-credentials"
+    r"|[^/]*\.(cfg|conf|cnf|ini|properties|toml|ya?ml|env|sh|bash|zsh))$"
+)
 
 
 def find_secrets(text: str, path: str, params: PiiParams) -> list[Finding]:
-    """Keys and passwords, line by line, with detect-secrets' plugins and filters."""
+    """Keys and passwords: detect-secrets' plugins and filters line by line, then the provider
+    formats (ray_tasks/curate/key_formats.py) and the config/URL/header rules
+    (ray_tasks/curate/credential_rules.py) where the keyword pass saw their words."""
     from detect_secrets.filters.heuristic import is_lock_file
 
     if is_lock_file(path or "x"):
         return []  # package-lock.json & co.: integrity hashes, never secrets (detect-secrets' own rule)
+    hits = _Hits(text)
     hash_heavy = _Lazy(lambda: _hash_heavy(text))
     out: list[Finding] = []
-    for start, end in _candidate_lines(text):
+    for start, end in hits.lines(hits.candidates):
         body = text[start:end].rstrip("\r")  # detect-secrets' patterns would take a newline into a value
         if len(body) > 12:
             out.extend(_secrets_in_line(body, start, path, params, hash_heavy))
     out.extend(_private_key_blocks(text))
+    out.extend(Finding(KEY, h.start, h.end, text[h.start : h.end], f"key_format:{h.name}")
+               for h in key_formats.find_at(text, hits.prefixes))
+    out.extend(_rule_findings(text, path, hits))
     return out
 
 
-def _candidate_lines(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each line worth running the plugins on, in order, each once.
+class _Hits:
+    """One Aho-Corasick pass over the lower-cased text: where the candidate keywords, the provider
+    prefixes and the line rules' trigger words occur. Runs of >= 12 token characters holding a
+    digit (every format plugin's token, and all but ~0.4% of random base64 keys of 32 chars) are
+    candidates too; both scans stay in C."""
 
-    Two passes that stay in C: a regex for long token runs (a digit is checked
-    only on those), and an Aho-Corasick automaton for the keywords."""
-    hits = [m.start() for m in _digit_runs(text)]
-    lower = text.lower()
-    if len(lower) != len(text):  # a few code points lower-case to two ("İ"): keep offsets aligned
-        lower = text.translate(_ASCII_LOWER)
-    hits += [end for end, _ in _keyword_automaton().iter(lower)]
-    lines, done = [], -1
-    for pos in sorted(hits):
-        if pos < done:
-            continue
-        start = text.rfind("\n", 0, pos) + 1
-        end = text.find("\n", pos)
-        done = len(text) if end == -1 else end
-        lines.append((start, done))
-    return lines
+    def __init__(self, text: str):
+        self.text = text
+        lower = text.lower()
+        if len(lower) != len(text):  # a few code points lower-case to two ("İ"): keep offsets aligned
+            lower = text.translate(_ASCII_LOWER)
+        self.lower = lower
+        self.candidates = [m.start() for m in _digit_runs(text)]
+        self.prefixes: list[tuple[int, str]] = []
+        self.rules: dict[str, list[int]] = {}
+        others = []
+        for end, (word, candidate, roles) in _keyword_automaton().iter(lower):
+            if candidate:
+                self.candidates.append(end)
+            if roles:
+                others.append((end, word, roles))
+        for end, word, roles in others:  # few: prefixes and trigger words
+            for role in roles:
+                if role == _PREFIX:
+                    self.prefixes.append((end, word))
+                else:
+                    self.rules.setdefault(role, []).append(end)
+
+    def lines(self, positions: Iterable[int]) -> list[tuple[int, int]]:
+        """(start, end) of each line holding one of ``positions``, in order, each once."""
+        text, lines, done = self.text, [], -1
+        for pos in sorted(positions):
+            if pos < done:
+                continue
+            start = text.rfind("\n", 0, pos) + 1
+            end = text.find("\n", pos)
+            done = len(text) if end == -1 else end
+            lines.append((start, done))
+        return lines
+
+
+_CANDIDATE, _PREFIX = "candidate", "prefix"
+
+
+def _rule_findings(text: str, path: str, hits: _Hits) -> list[Finding]:
+    """credential_rules' candidates as findings: typed by their name, placeholders and fixtures dropped."""
+    candidates: list[credential_rules.Candidate] = []
+    if _CONFIG_NAMES.search(path or ""):
+        candidates += credential_rules.config_assignments(text)
+    if credential_rules.is_xml(path or "") and "</" in text:
+        candidates += credential_rules.xml_secrets(text)
+    by_line: dict[tuple[int, int], set[str]] = {}
+    for rule, positions in hits.rules.items():
+        for span in hits.lines(positions):
+            by_line.setdefault(span, set()).add(rule)
+    for (start, end), rules in by_line.items():
+        candidates += credential_rules.line_candidates(text[start:end], start, rules)
+    return [f for f in map(lambda c: _candidate_finding(text, c), candidates) if f]
+
+
+def _candidate_finding(text: str, c: credential_rules.Candidate) -> Finding | None:
+    from detect_secrets.filters.heuristic import is_indirect_reference
+
+    value = text[c.start : c.end]
+    if not value or _is_placeholder(value) or _FIXTURE_NAME.match(c.name) or is_indirect_reference(value):
+        return None
+    if _PASSWORD_KEYWORD.search(c.name) and not c.token:
+        return Finding(PASSWORD, c.start, c.end, value, c.detector)
+    if len(value) > 8 and (_looks_random(value) or c.token and _is_token_like(value)):
+        return Finding(KEY, c.start, c.end, value, c.detector)
+    return None
+
+
+def _is_token_like(value: str) -> bool:
+    """A value in a credential slot (header, ``?api_key=``): letters and digits mixed, whatever the format."""
+    return any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
 
 
 def _digit_runs(text: str) -> Iterable[re.Match]:
@@ -277,11 +361,20 @@ def _digit_runs(text: str) -> Iterable[re.Match]:
 
 @lru_cache(maxsize=1)
 def _keyword_automaton():
+    """Word -> (word, is a candidate keyword, other roles: provider prefix, line rules' triggers)."""
     import ahocorasick
 
-    automaton = ahocorasick.Automaton()
+    roles: dict[str, set[str]] = {}
     for word in _CANDIDATE_WORDS:
-        automaton.add_word(word, word)
+        roles.setdefault(word, set()).add(_CANDIDATE)
+    for prefix in key_formats.by_prefix():
+        roles.setdefault(prefix, set()).add(_PREFIX)
+    for rule, words in credential_rules.TRIGGERS.items():
+        for word in words:
+            roles.setdefault(word, set()).add(rule)
+    automaton = ahocorasick.Automaton()
+    for word, word_roles in roles.items():
+        automaton.add_word(word, (word, _CANDIDATE in word_roles, tuple(sorted(word_roles - {_CANDIDATE}))))
     automaton.make_automaton()
     return automaton
 
@@ -415,6 +508,8 @@ def _is_key_like(value: str, line: str, hash_heavy: _Lazy) -> bool:
 
     if len(value) <= 8 or is_potential_uuid(value) or is_sequential_string(value) or is_likely_id_string(value, line):
         return False
+    if value.startswith(_PUBLIC_KEY_PREFIXES):
+        return False
     key_context = bool(_KEY_CONTEXT.search(line))
     if _HASH_CONTEXT.search(line):
         # ``sha256 = "9f86d0..."``, ``"integrity": "sha512-..."`` are digests; ``hmac_key = ...``
@@ -428,6 +523,10 @@ def _is_key_like(value: str, line: str, hash_heavy: _Lazy) -> bool:
         # a hex value is a digest unless the line names a key.
         return key_context
     return _looks_random(value)
+
+
+# Keys published by design: Stripe publishable keys, Mapbox public tokens, SSH public-key blobs.
+_PUBLIC_KEY_PREFIXES = ("pk_live_", "pk_test_", "pk.eyJ", "AAAAC3NzaC1", "AAAAB3NzaC1", "AAAAE2VjZHNh")
 
 
 def _assigned_name(line: str) -> str:
@@ -464,6 +563,8 @@ def _is_placeholder(value: str) -> bool:
         or is_templated_secret(v)
         or is_prefixed_with_dollar_sign(v)
         or bool(_FORMAT_PLACEHOLDER.search(v))
+        or bool(_FAKE_VALUE.search(v))
+        or v.startswith(("!", "{", "$"))
         or v.upper() == v and "_" in v and v.replace("_", "").isalpha()  # ``DB_PASSWORD`` (a name, not a value)
         or v.startswith(("<", "os.", "env.", "process.env", "ENV["))
     )

@@ -1,4 +1,5 @@
-"""PII redaction: the labelled set's thresholds (issue 5), rules that matter, the batch form, the CLI."""
+"""PII redaction: the labelled set's thresholds (issues 5, 18), rules that matter, provider key formats,
+config/URL/header secrets and their decoys (issue 18), the batch form, the CLI."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from pydantic import ValidationError
 
+from ray_tasks.curate import key_formats
 from ray_tasks.curate.params import PiiParams
 from ray_tasks.curate.pii import (
-    EMAIL, IP_ADDRESS, IPV4_REPLACEMENTS, IPV6_REPLACEMENTS, KEY, PASSWORD, PLACEHOLDERS, detect, redact,
-    redact_batch_counted,
+    EMAIL, IP_ADDRESS, IPV4_REPLACEMENTS, IPV6_REPLACEMENTS, KEY, PASSWORD, PLACEHOLDERS, detect, find_secrets,
+    redact, redact_batch_counted,
 )
 from tests.ray_tasks.curate.helpers import PII, redact_batch
 
@@ -37,10 +40,10 @@ def test_labelled_set_meets_the_issue_thresholds():
     result = bench.score(snippets)
     recall = {k: c / n for k, (c, n) in result["recall"].items()}
     assert min(n for _, n in result["recall"].values()) >= 20, result["recall"]
-    assert recall[EMAIL] >= 0.95 and recall[IP_ADDRESS] >= 0.95 and recall[KEY] >= 0.95, result["missed"]
-    assert recall[PASSWORD] >= 0.9, result["missed"]
+    assert recall[EMAIL] >= 0.95 and recall[IP_ADDRESS] >= 0.95, result["missed"]
+    assert recall[KEY] >= 0.95 and recall[PASSWORD] >= 0.95, result["missed"]  # issue 18
     survived, decoys = result["decoys"]
-    assert decoys >= 100 and survived / decoys >= 0.95, result["decoys_broken"]
+    assert decoys >= 100 and survived / decoys >= 0.98, result["decoys_broken"]
 
 
 def test_placeholders_are_the_tokenizers_special_tokens():
@@ -141,3 +144,75 @@ def test_cli_redact_prints_only_the_redacted_text(tmp_path, monkeypatch):
     assert [(f["type"], f["start"], f["end"]) for f in findings] == [(EMAIL, email, email + 27), (KEY, key, key + 20)]
     result = runner.invoke(app, ["pii", "redact", "missing.py"])
     assert result.exit_code != 0 and "no such file" in result.output
+
+
+# --------------------------------------------------------------------------- issue 18
+KEY_FORMAT_EXAMPLES = yaml.safe_load((ROOT / "tests" / "assets" / "pii_key_formats.yaml").read_text())
+
+
+def test_every_key_format_has_a_made_up_example():
+    assert set(KEY_FORMAT_EXAMPLES) == {f.name for f in key_formats.FORMATS}
+
+
+@pytest.mark.parametrize("fmt", key_formats.FORMATS, ids=lambda f: f.name)
+def test_each_key_format_finds_its_example_whole_and_not_inside_a_longer_token(fmt):
+    example = KEY_FORMAT_EXAMPLES[fmt.name]
+    secret = example if fmt.prefix_is_secret else example.split(fmt.prefix, 1)[1]
+    for text, path in ((f'TOKEN = "{example}"\n', "a.py"), (f"token: {example}\n", "ci.yml")):
+        start = text.index(secret)
+        spans = {(f.start, f.end) for f in find_secrets(text, path, PII) if f.detector == f"key_format:{fmt.name}"}
+        assert spans == {(start, start + len(secret))}, (fmt.name, text)
+        assert f"<{KEY}>" in redact(text, path, PII)[0]
+    if fmt.prefix_is_secret:
+        glued = f'x = "Z{example}"\n'  # the prefix inside a longer word is not the provider's token
+        assert not [f for f in find_secrets(glued, "a.py", PII) if f.detector == f"key_format:{fmt.name}"]
+
+
+@pytest.mark.parametrize(
+    ("path", "text", "value", "kind"),
+    [
+        ("app.properties", "spring.datasource.password=Wint3r-P4ss\n", "Wint3r-P4ss", PASSWORD),
+        ("conf/app.ini", "[db]\npasswd = kT7#vq2Lm9\n", "kT7#vq2Lm9", PASSWORD),
+        (".env", "SESSION_SECRET=Tv4GZi2DNWf1l0PoD5kVd7tjJpcL0SyR\n", "Tv4GZi2DNWf1l0PoD5kVd7tjJpcL0SyR", KEY),
+        ("values.yaml", "smtp:\n  pass: m4ilR3lay\n", "m4ilR3lay", PASSWORD),
+        ("Dockerfile", "ENV API_KEY ecb1Lw+xBLSy89MdR6jVk3UJ2rH8sDtO3dRk\n", "ecb1Lw+xBLSy89MdR6jVk3UJ2rH8sDtO3dRk", KEY),
+        ("compose.yml", "env:\n  - RABBITMQ_DEFAULT_PASS=R4bbitH0le\n", "R4bbitH0le", PASSWORD),
+        ("settings.xml", "<server><password>N3xus!Pw</password></server>\n", "N3xus!Pw", PASSWORD),
+        ("hibernate.cfg.xml", '<property name="connection.password">H1bern8te$</property>\n', "H1bern8te$", PASSWORD),
+        ("maps.js", 'u = "https://maps.example.io/js?v=3&key=AIzaDZsgu7MU0SIh";\n', "AIzaDZsgu7MU0SIh", KEY),
+        ("page.html", '<img src="/t.png?access_token=pv0m68f5wmt1Hyfzy08Q">\n', "pv0m68f5wmt1Hyfzy08Q", KEY),
+        ("up.py", 'u = "https://a.blob.core.windows.net/c?sp=r&sig=dYnfwy%2Bwg3yTA7%3D"\n', "dYnfwy%2Bwg3yTA7%3D", KEY),
+        ("login.php", '$u = "https://legacy.io/l?user=x&password=F33dsP4ss&f=1";\n', "F33dsP4ss", PASSWORD),
+        ("api.py", 'H = {"Authorization": "Bearer 77WXUKdRQtXWBsA8UpaB"}\n', "77WXUKdRQtXWBsA8UpaB", KEY),
+        ("api.ts", 'fetch(u, {headers: {Authorization: "token a1Px8jVVTEGuhShJ"}})\n', "a1Px8jVVTEGuhShJ", KEY),
+        ("Client.java", '.header("Authorization", "Basic YWRtaW46czNjcjN0")\n', "YWRtaW46czNjcjN0", KEY),
+        ("c.go", 'req.Header.Set("X-Auth-Token", "COO6wmAvWxvvnXr2QC")\n', "COO6wmAvWxvvnXr2QC", KEY),
+        ("docs.md", "curl -u admin:Curl-Us3r-Pw https://api.acme.dev\n", "Curl-Us3r-Pw", PASSWORD),
+        ("broker.rb", 'M = "mongodb+srv://u:M0ng0%21Atlas@c0.mongodb.net/s"\n', "M0ng0%21Atlas", PASSWORD),
+    ],
+)
+def test_secrets_where_real_code_keeps_them(path, text, value, kind):
+    out, findings = redact(text, path, PII)
+    assert [(f.type, f.value) for f in findings if f.type in (KEY, PASSWORD)] == [(kind, value)]
+    assert value not in out and f"<{kind}>" in out
+
+
+@pytest.mark.parametrize(
+    ("path", "text"),
+    [
+        (".env.example", "DATABASE_PASSWORD=changeme\nAPI_KEY=<your-api-key>\nSECRET_KEY=${SECRET_KEY}\nSMTP_PASSWORD=\n"),
+        ("k8s.yaml", "secretKeyRef:\n  name: db-credentials\n  key: password\nvalue: \"{{ .Values.apiToken }}\"\n"),
+        ("backup.sh", 'export PGPASSWORD="$BACKUP_DB_PASSWORD"\nexport TOKEN=$(cat /run/secrets/token)\n'),
+        ("docs.md", "the API takes `?key=YOUR_API_KEY`; see https://github.com/search?q=token+bucket&type=code\n"),
+        ("client.go", 'req.Header.Set("Authorization", "Bearer "+c.token)\n'),
+        ("axios.js", "axios.create({ headers: { Authorization: `Bearer ${process.env.CRM_TOKEN}` } })\n"),
+        ("conf.py", 'DB_PASSWORD = os.environ["DB_PASSWORD"]\nAPI_KEY = os.getenv("API_KEY", "")\n'),
+        ("tests/fixtures/auth.py", 'FAKE_PASSWORD = "test-password"\nDUMMY_TOKEN = "dummy-token-for-tests"\n'),
+        ("strings.xml", '<string name="password_hint">Enter your password</string>\n<integer name="token_ttl">3600</integer>\n'),
+        ("pay.js", 'Stripe("pk_live_KxyQ8Wdh4hrhRUqk7ZNQuan3")\n'),
+        ("ftp.rb", 'FTP = "ftp://anonymous@ftp.gnu.org/gnu/"\n'),
+        ("c.py", 'print("%s:%d" % (host, port))\nu = "https://x.io/?key=%s" % key\n'),
+    ],
+)
+def test_decoys_and_placeholders_stay(path, text):
+    assert redact(text, path, PII) == (text, [])
