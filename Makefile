@@ -22,7 +22,7 @@ run: setup
 	$(BIN)/starflow init
 	$(BIN)/starflow run
 
-# A first look: the whole DAG on the tiny configuration (about 2 minutes on 2 cores).
+# A first look: the whole DAG on the tiny configuration (about 35 s on 2 cores).
 tiny: setup
 	$(BIN)/starflow init
 	$(BIN)/starflow run --params params.tiny.yaml

@@ -1,7 +1,7 @@
 """The pipeline flow: one Prefect flow run for the whole DAG, a child flow run per executed stage.
 
     starflow run                  # what `make run` does
-    starflow run --params params.tiny.yaml   # the whole DAG on the tiny configuration (~2 minutes)
+    starflow run --params params.tiny.yaml   # the whole DAG on the tiny configuration (~35 s)
     dvc repro                     # the same DAG, driven by DVC (each stage: `starflow stage NAME`)
 
 While a run is in progress its MLflow run id is in ``STARFLOW_MLFLOW_PARENT_RUN_ID``, so that a
