@@ -20,6 +20,7 @@ from pydantic import Field, ValidationError
 from flows.dvc_dag import DvcParams
 from flows.tracking import MlflowParams
 from models.params import TrainParams
+from ray_tasks.attribution.params import AttributionParams
 from ray_tasks.curate.params import CurateParams
 from ray_tasks.dedup.params import DedupParams
 from ray_tasks.evaluate.params import EvaluateParams
@@ -28,7 +29,7 @@ from ray_tasks.ingest.params import SOURCE_KINDS, IngestParams
 from ray_tasks.params import StageParams
 from ray_tasks.tokenize.params import TokenizeParams
 
-STAGES = ("ingest", "dedup", "curate", "tokenize", "train", "evaluate")
+STAGES = ("ingest", "dedup", "curate", "attribution", "tokenize", "train", "evaluate")
 
 
 class ConfigError(ValueError):
@@ -41,6 +42,7 @@ class Params(StageParams):
     ingest: IngestParams = Field(default_factory=IngestParams)
     dedup: DedupParams = Field(default_factory=DedupParams)
     curate: CurateParams = Field(default_factory=CurateParams)
+    attribution: AttributionParams = Field(default_factory=AttributionParams)
     tokenize: TokenizeParams = Field(default_factory=TokenizeParams)
     train: TrainParams = Field(default_factory=TrainParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)

@@ -26,6 +26,7 @@ from flows.promotion import CHALLENGER, mark_challenger, run_gate
 from flows.workspace import stage_dir
 from models.generate import generate
 from models.perplexity import perplexity
+from ray_tasks.attribution.trace import Attribution
 from ray_tasks.evaluate import fim_eval
 from ray_tasks.evaluate.code_eval import per_problem, score, score_generations
 from ray_tasks.evaluate.humaneval import Problem, load_problems
@@ -78,6 +79,7 @@ def evaluate_flow(params: Params, parent_run_id: str | None = None) -> dict:
             "sandbox_network_isolated": bool(canonical_records and canonical_records[0]["network_isolated"]),
             "sandbox_isolation": {k: v for k, v in isolation.items() if isinstance(v, (bool, str)) or k == "landlock_abi"},
         }
+        stats["memorisation"] = _memorisation(params, records, fim_records)
         if mbpp:
             stats["mbpp"] = {**mbpp_passk, **_counts(mbpp_records), "problems": len(mbpp)}
         version = register_model(params, model_dir, run.info.run_id)
@@ -116,6 +118,20 @@ def _fim_exact_match(model_dir: str, cfg: EvaluateParams) -> tuple[float, list[d
     completions = generate(model_dir, prompts, cfg.fim.max_new_tokens, cfg.humaneval.batch_size,
                            stop=["\n", *fim_eval.STOP_SEQUENCES])
     return fim_eval.exact_match(examples, [c[0] for c in completions])
+
+
+def _memorisation(params: Params, records: list[dict], fim_records: list[dict]) -> dict:
+    """Share of the generated characters (HumanEval and FIM completions) found verbatim in the training
+    data, by the attribution stage's index (portrait first pass, verified in the full text)."""
+    att = Attribution.open(stage_dir("attribution"), params.attribution)
+    humaneval = att.memorised([r["completion"] for r in records])
+    fim = att.memorised([r["got"] for r in fim_records])
+    chars = humaneval["chars"] + fim["chars"]
+    matched = humaneval["memorised_chars"] + fim["memorised_chars"]
+    return {"share": round(matched / chars, 6) if chars else 0.0, "chars": chars, "memorised_chars": matched,
+            "humaneval_share": humaneval["share"], "fim_share": fim["share"],
+            "samples_with_match": humaneval["samples_with_match"] + fim["samples_with_match"],
+            "data_version": att.manifest.get("data_version")}
 
 
 def register_model(params: Params, model_dir: str, run_id: str) -> str:

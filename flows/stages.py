@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flows.attribution import attribution_flow
 from flows.curate import curate_flow
 from flows.dedup import dedup_flow
 from flows.evaluate import evaluate_flow
@@ -13,6 +14,7 @@ STAGE_FLOWS = {
     "ingest": ingest_flow,
     "dedup": dedup_flow,
     "curate": curate_flow,
+    "attribution": attribution_flow,
     "tokenize": tokenize_flow,
     "train": train_flow,
     "evaluate": evaluate_flow,

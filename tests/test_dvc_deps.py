@@ -24,11 +24,12 @@ import yaml
 from tests.paths import ROOT
 
 PACKAGES = ("flows", "ray_tasks", "models")
-STAGES = ("ingest", "dedup", "curate", "tokenize", "train", "evaluate")
+STAGES = ("ingest", "dedup", "curate", "attribution", "tokenize", "train", "evaluate")
 CONFIG = "flows/config.py"
 OWN_PARAMS = {
     "ingest": "ray_tasks/ingest/params.py", "dedup": "ray_tasks/dedup/params.py",
-    "curate": "ray_tasks/curate/params.py", "tokenize": "ray_tasks/tokenize/params.py",
+    "curate": "ray_tasks/curate/params.py", "attribution": "ray_tasks/attribution/params.py",
+    "tokenize": "ray_tasks/tokenize/params.py",
     "train": "models/params.py", "evaluate": "ray_tasks/evaluate/params.py",
 }
 """The params module of each stage: the one section of flows/config.py a stage's code reads."""

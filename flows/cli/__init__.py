@@ -13,6 +13,7 @@
     starflow lang detect FILE... | --list       # language of files; supported languages
     starflow license detect REPO_DIR            # SPDX licenses and license_type of a repository
     starflow dedup --input PARQUET_OR_DIR --output DIR [--index DIR]   # exact + MinHash near-dedup
+    starflow trace FILE|- [--json] | --repo OWNER/NAME   # is this code in the training data, and whose
 
 Run from the workspace: the folder holding dvc.yaml and params.yaml.
 """
@@ -27,6 +28,7 @@ from flows.cli.dag import dag_app
 from flows.cli.dedup import dedup_command
 from flows.cli.eval import eval_app
 from flows.cli.privacy import decontaminate_command, pii_app
+from flows.cli.trace import trace_command
 
 app = typer.Typer(help="StarFlow: curate code, train StarCoder2-style models, evaluate them: one versioned DAG.",
                   no_args_is_help=True, add_completion=False)
@@ -34,6 +36,7 @@ app.registered_commands += dag_app.registered_commands
 app.command("dedup")(dedup_command)
 app.command("curate")(curate_command)
 app.command("decontaminate")(decontaminate_command)
+app.command("trace")(trace_command)
 app.add_typer(lang_app, name="lang")
 app.add_typer(license_app, name="license")
 app.add_typer(pii_app, name="pii")

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 from tests.paths import ROOT  # noqa: E402
 BIN = Path(sys.executable).parent
-STAGES = ["ingest", "dedup", "curate", "tokenize", "train", "evaluate"]
+STAGES = ["ingest", "dedup", "curate", "attribution", "tokenize", "train", "evaluate"]
 
 TINY_PARAMS = yaml.safe_load((ROOT / "params.tiny.yaml").read_text())
 """The committed tiny configuration, with a generated corpus in front of its sources (it holds a
@@ -88,6 +88,8 @@ def test_first_run_executes_every_stage(workspace):
     assert metrics["ingest"]["non_utf8_files"] == 1
     assert metrics["dedup"]["rejected_by_reason"]["exact_duplicate"] >= 5  # shared.py in 6 repos
     assert metrics["curate"]["rejected_by_reason"]["license:non_permissive"] == 2  # copyleft/COPYING + main.py
+    assert metrics["attribution"]["files"] == metrics["curate"]["files_kept"] > 0
+    assert 0.0 <= metrics["evaluate"]["memorisation"]["share"] <= 1.0
     assert metrics["tokenize"]["val_repositories"] >= 1
     assert metrics["train"]["val_loss_after"] < metrics["train"]["val_loss_before"]
     assert metrics["evaluate"]["selfcheck_pass@1"] == 1.0
