@@ -1,4 +1,9 @@
-"""Stage ``evaluate``: perplexity, sandboxed pass@k (HumanEval, MBPP-format), FIM, promotion.
+"""Stage ``evaluate``: perplexity, bits per byte against compressors, sandboxed pass@k (HumanEval,
+MBPP-format), FIM, promotion.
+
+Bits per byte is scored on the validation token stream and gzip, bzip2, xz and zstd are run on
+the very bytes those tokens decode to (``models/perplexity.py``, ``ray_tasks/evaluate/compressors.py``),
+so the model and the compressors are compared on the same held-out text; a bar plot goes to MLflow.
 
 Before scoring the model, the canonical HumanEval solutions run through the same sandbox
 and must all pass (pass@1 = 1.0): a harness that fails them would report meaningless
@@ -14,21 +19,23 @@ beats the champion's by the configured margin.
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import mlflow
 from mlflow import MlflowClient
 from prefect import flow, get_run_logger
 
-from flows import tracking
+from flows import plots, tracking
 from flows.config import Params
 from flows.promotion import CHALLENGER, mark_challenger, run_gate
 from flows.workspace import stage_dir
 from models.generate import generate
-from models.perplexity import perplexity
+from models.perplexity import perplexity, score_validation_stream
 from ray_tasks.attribution.trace import Attribution
 from ray_tasks.evaluate import fim_eval
 from ray_tasks.evaluate.code_eval import per_problem, score, score_generations
+from ray_tasks.evaluate.compressors import compressed_bits_per_byte
 from ray_tasks.evaluate.humaneval import Problem, load_problems
 from ray_tasks.evaluate.mbpp import load_mbpp
 from ray_tasks.evaluate.params import EvaluateParams
@@ -44,6 +51,7 @@ def evaluate_flow(params: Params, parent_run_id: str | None = None) -> dict:
     model_dir = str(stage_dir("train") / "model")
     with tracking.stage_run("evaluate", params, parent_run_id) as run:
         ppl = perplexity(model_dir, str(stage_dir("tokenize")), params.train.micro_batch_size, cfg.perplexity_batches)
+        bpb = _bits_per_byte(model_dir, params.train.micro_batch_size, cfg)
         problems = load_problems(cfg.humaneval.limit)
         mbpp = load_mbpp(cfg.mbpp.path, cfg.mbpp.limit) if cfg.mbpp.path else []
         workers = local_workers(params.ray)
@@ -71,6 +79,7 @@ def evaluate_flow(params: Params, parent_run_id: str | None = None) -> dict:
         stats = {
             "perplexity": ppl["perplexity"],
             "val_loss": ppl["val_loss"],
+            **bpb,
             "humaneval": {**passk, **_counts(records), "problems": len(problems),
                           "mode": "greedy" if he.temperature == 0 else "sampled"},
             "selfcheck_pass@1": canonical["pass@1"],
@@ -91,6 +100,20 @@ def evaluate_flow(params: Params, parent_run_id: str | None = None) -> dict:
         tracking.publish_metrics("evaluate", stats)
         log.info("evaluate: %s", stats)
     return stats
+
+
+def _bits_per_byte(model_dir: str, batch_size: int, cfg: EvaluateParams) -> dict:
+    """The model's bits per byte on the validation stream and the compressors' on the same bytes;
+    the bar plot goes to MLflow."""
+    scored = score_validation_stream(model_dir, str(stage_dir("tokenize")), batch_size, cfg.bits_per_byte_tokens)
+    summary = scored.summary()
+    compressors = compressed_bits_per_byte(scored.data)
+    with tempfile.TemporaryDirectory() as tmp:
+        png = plots.bits_per_byte_bars(summary["bits_per_byte"], compressors, len(scored.data),
+                                       Path(tmp) / "bits_per_byte.png")
+        mlflow.log_artifact(str(png))
+    return {"bits_per_byte": summary["bits_per_byte"], "compressors": compressors,
+            "bits_per_byte_scored": {k: v for k, v in summary.items() if k != "bits_per_byte"}}
 
 
 def _code_benchmark(model_dir: str, problems: list[Problem], cfg: EvaluateParams, use_ray: bool,

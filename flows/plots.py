@@ -63,3 +63,20 @@ def language_distribution(by_language: dict[str, dict[str, int]], title: str, pa
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def bits_per_byte_bars(model: float, compressors: dict[str, float], n_bytes: int, path: Path) -> Path:
+    """The model's bits per byte beside each compressor's on the same validation bytes (lower is better)."""
+    items = sorted(compressors.items(), key=lambda kv: kv[1])
+    names = ["model", *(k for k, _ in items)]
+    values = [model, *(v for _, v in items)]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    bars = ax.bar(names, values, color=["tab:red", *["tab:grey"] * len(items)])
+    ax.bar_label(bars, fmt="%.3f", fontsize=8)
+    ax.set_ylabel("bits per byte (lower is better)")
+    ax.set_title(f"validation: {n_bytes / 1e6:.2f} MB of held-out repositories")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

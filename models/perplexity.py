@@ -1,9 +1,19 @@
-"""Validation perplexity of an exported model on the packed validation shard."""
+"""Validation perplexity and bits per byte of an exported model on the validation split.
+
+Perplexity reads the packed windows (the first ``max_batches`` batches). Bits per byte scores
+the validation token stream itself, so that every token it counts is predicted once and the
+bytes those tokens spell are one contiguous text, the one the compressors are given
+(``ray_tasks/evaluate/compressors.py``): the two figures are on exactly the same bytes.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import math
+from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from models.data import TokenShards, sequential_batches
@@ -24,3 +34,73 @@ def perplexity(model_dir: str, shards_dir: str, batch_size: int, max_batches: in
         tokens += n
     mean = total / tokens
     return {"val_loss": mean, "perplexity": math.exp(mean), "tokens": tokens}
+
+
+def to_bits_per_byte(nats: float, n_bytes: int) -> float:
+    """Summed cross-entropy in nats over the tokens that spell ``n_bytes`` bytes, as bits per byte."""
+    if n_bytes <= 0:
+        raise ValueError(f"bits per byte needs a positive byte count, got {n_bytes}")
+    return nats / math.log(2) / n_bytes
+
+
+@dataclass(frozen=True)
+class ScoredText:
+    """What bits per byte was measured on: the figures and the very bytes, for the compressors."""
+
+    nats: float
+    """Cross-entropy summed over the predicted tokens (natural log)."""
+    tokens: int
+    """Tokens predicted (each once, each with up to seq_len-1 tokens of context)."""
+    data: bytes
+    """UTF-8 text the predicted tokens decode to (special tokens as their literal text)."""
+
+    @property
+    def bits_per_byte(self) -> float:
+        return to_bits_per_byte(self.nats, len(self.data))
+
+    def summary(self) -> dict:
+        return {"bits_per_byte": self.bits_per_byte, "nats": self.nats, "tokens": self.tokens,
+                "bytes": len(self.data), "bytes_per_token": len(self.data) / self.tokens,
+                "sha256": hashlib.sha256(self.data).hexdigest()}
+
+
+@torch.no_grad()
+def score_validation_stream(model_dir: str, shards_dir: str, batch_size: int, max_tokens: int | None) -> ScoredText:
+    """Sum the model's loss over the validation stream (its first ``max_tokens`` predicted tokens).
+
+    Windows of seq_len overlap by one token, so token i+1 of the stream is predicted from the
+    window holding token i: all predicted tokens form one contiguous run, stream[1 : 1 + n]. The
+    tail shorter than a window is not scored (under seq_len tokens). Bytes are counted on the decoded
+    text, so a character whose bytes are split across the two ends of the run (at most one at each
+    end) counts as U+FFFD; the compressors are given the same text, so the comparison stays exact.
+    """
+    from tokenizers import Tokenizer
+    from transformers import AutoModelForCausalLM
+
+    shards = TokenShards(shards_dir)
+    stream = np.load(Path(shards_dir) / "val.tokens.npy", mmap_mode="r")
+    windows = _overlapping_windows(len(stream), shards.seq_len, max_tokens)
+    if not windows:
+        raise ValueError(f"{shards_dir}: the validation stream has {len(stream)} tokens, fewer than seq_len={shards.seq_len}")
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model.eval()
+    nats = 0.0
+    for i in range(0, len(windows), batch_size):
+        batch = torch.from_numpy(np.stack([stream[s:s + shards.seq_len] for s in windows[i:i + batch_size]]).astype(np.int64))
+        logits = model(input_ids=batch).logits[:, :-1].float()
+        nats += torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1),
+                                                  reduction="sum").double().item()
+    predicted = len(windows) * (shards.seq_len - 1)
+    # The tokenizer's own decoder (byte-level BPE: exact bytes), without transformers' clean-up of spaces.
+    tok = Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
+    text = tok.decode(stream[1:1 + predicted].tolist(), skip_special_tokens=False)
+    return ScoredText(nats=nats, tokens=predicted, data=text.encode("utf-8"))
+
+
+def _overlapping_windows(n_tokens: int, seq_len: int, max_tokens: int | None) -> list[int]:
+    """Start offsets of windows with stride seq_len-1 (each predicts seq_len-1 new tokens)."""
+    stride = seq_len - 1
+    count = (n_tokens - 1) // stride
+    if max_tokens is not None:
+        count = min(count, math.ceil(max_tokens / stride))
+    return [k * stride for k in range(count)]

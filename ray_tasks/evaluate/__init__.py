@@ -1,4 +1,4 @@
-"""Stage ``evaluate``: perplexity, pass@k executed in a sandbox (HumanEval, MBPP-format), FIM, promotion.
+"""Stage ``evaluate``: perplexity, bits per byte against compressors, pass@k executed in a sandbox (HumanEval, MBPP-format), FIM, promotion.
 
 Inputs: ``data/train/model/`` (the HF export: weights, config, tokenizer) and from
 ``data/tokenize/`` the validation shards (perplexity, read by ``models/perplexity.py``) and
@@ -22,7 +22,9 @@ Params: ``params.yaml: evaluate``, ``EvaluateParams`` in ``params.py`` (``humane
 ``fim``, ``sandbox`` limits, the promotion ``gate``); whether programs run on Ray or in this
 process is ``params.yaml: ray`` (``ray_tasks/executor.py``), with identical results either way.
 
-Metrics (``metrics/evaluate.json``): ``perplexity, val_loss``; ``humaneval`` (``pass@k`` for
+Metrics (``metrics/evaluate.json``): ``perplexity, val_loss``; ``bits_per_byte``; ``compressors``
+(``gzip, bzip2, xz, zstd`` in bits per byte on the same bytes); ``bits_per_byte_scored`` (``tokens,
+bytes, nats, bytes_per_token, sha256``); ``humaneval`` (``pass@k`` for
 each k, ``samples, passed, timeouts, problems, mode``); ``mbpp`` (the same, with a file);
 ``selfcheck_pass@1``; ``fim_exact_match, fim_examples``; ``sandbox_network_isolated`` and
 ``sandbox_isolation`` (the kernel layers granted); ``registered_model`` (``name, version,
@@ -31,7 +33,7 @@ champion_version, reason``).
 
 Entry: the flow ``flows/evaluate.py`` (generation and perplexity are ``models/``), built on
 ``code_eval.score`` / ``score_generations`` (programs from ``humaneval.py`` / ``mbpp.py``,
-run by ``sandbox.py`` and its executor ``zygote.py``, scored by ``passk.py``), ``fim_eval.py``
-and the promotion rule ``gate.py`` (the MLflow side is ``flows/promotion.py``); the command
+run by ``sandbox.py`` and its executor ``zygote.py``, scored by ``passk.py``), ``fim_eval.py``,
+``compressors.py`` (the compressors' bits per byte) and the promotion rule ``gate.py`` (the MLflow side is ``flows/promotion.py``); the command
 ``starflow eval humaneval`` is ``flows/cli/eval.py``.
 """
