@@ -41,6 +41,8 @@ def test_stage_scores_model_and_compressors_on_the_same_bytes(in_tmp):
     (in_tmp / "data" / "model").rename(in_tmp / "data" / "train" / "model")
     mlflow.set_tracking_uri(f"sqlite:///{in_tmp / 'mlflow.db'}")
     try:
+        # An experiment of this store: an earlier test may have left another store's active.
+        mlflow.set_experiment("bits-per-byte-test")
         with mlflow.start_run() as run:
             stats = _bits_per_byte("data/train/model", 4, EvaluateParams(bits_per_byte_tokens=40))
         artifacts = [a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)]
