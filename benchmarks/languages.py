@@ -164,7 +164,7 @@ def main() -> None:
     args = ap.parse_args()
     old = (previous_module(args.old_rev, "_old_language", "ray_tasks/language.py"),
            previous_module(args.old_rev, "_old_provenance", "ray_tasks/curate/provenance.py"))
-    decoded = agreement(collect(args.per_root, seed=0), old[0].detect_language)
+    agreement(collect(args.per_root, seed=0), old[0].detect_language)
 
     from flows.config import load_params
     cfg = load_params(ROOT / "params.yaml").curate

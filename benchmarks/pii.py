@@ -237,7 +237,7 @@ def main() -> None:
     if previous:
         print(f"previous version ({args.previous}): {n / t_prev:.1f} files/s, {mib / t_prev:.2f} MiB/s; "
               f"time current / previous: {t_ours / t_prev:.2f}x")
-        print(f"findings by type, previous -> current: " + ", ".join(
+        print("findings by type, previous -> current: " + ", ".join(
             f"{t} {c_prev.get(t, 0)} -> {c_ours.get(t, 0)}" for t in PII_TYPES))
     print("detect-secrets findings by type:", dict(c_peer.most_common()))
     for label, hits in (("detect-secrets", h_peer), ("StarFlow", h_ours)):

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from prefect import flow, get_run_logger
 
-from flows import tracking
+from flows import dvc_dag, tracking
 from flows.config import Params
 from flows.workspace import FILES, stage_dir
 from ray_tasks.attribution.stage import build
@@ -38,10 +37,5 @@ def attribution_flow(params: Params, parent_run_id: str | None = None) -> dict:
 
 def data_version(lock: Path = LOCK) -> str | None:
     """The md5 DVC recorded for ``data/curate`` (the dataset version the index describes); None before any lock."""
-    if not lock.exists():
-        return None
-    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
-    for out in stages.get("curate", {}).get("outs", []):
-        if out.get("path") == "data/curate":
-            return out.get("md5")
-    return None
+    outs = dvc_dag.locked("curate", lock).get("outs", [])
+    return next((out.get("md5") for out in outs if out.get("path") == "data/curate"), None)

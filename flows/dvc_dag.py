@@ -23,6 +23,13 @@ class DvcParams(StageParams):
     """Push stage outputs to the default DVC remote after a run."""
 
 
+def locked(stage: str, lock: Path = Path("dvc.lock")) -> dict:
+    """What ``dvc.lock`` last recorded for a stage (``deps``, ``params``, ``outs``); empty before any lock."""
+    if not lock.exists():
+        return {}
+    return (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).get(stage, {})
+
+
 def stage_names(dvc_yaml: Path = Path("dvc.yaml")) -> list[str]:
     """Stages in the order dvc.yaml declares them (a topological order by construction)."""
     return list((yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages", {}))

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 import mlflow
-import yaml
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from pydantic import BaseModel
 
+from flows import dvc_dag
 from flows.workspace import metrics_file
 from ray_tasks.params import StageParams
 from ray_tasks.tables import write_json_atomic
@@ -79,11 +79,7 @@ def git_commit() -> str | None:
 
 def dvc_input_hashes(stage: str) -> dict[str, str]:
     """The md5s dvc.lock recorded for this stage's dependencies (from the previous run)."""
-    lock = Path("dvc.lock")
-    if not lock.exists():
-        return {}
-    entry = (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).get(stage, {})
-    return {f"dvc.dep.{d['path']}": d.get("md5", "") for d in entry.get("deps", []) if "md5" in d}
+    return {f"dvc.dep.{d['path']}": d.get("md5", "") for d in dvc_dag.locked(stage).get("deps", []) if "md5" in d}
 
 
 @contextlib.contextmanager
