@@ -17,9 +17,7 @@ import shutil
 import time
 from pathlib import Path
 
-import mlflow
 import yaml
-from mlflow import MlflowClient
 from prefect import flow, get_run_logger
 
 from flows import dvc_dag, tracking
@@ -65,7 +63,7 @@ def _run_stale_stages(params: Params, force: set[str], log) -> dict:
                 continue
             log.info("stage %s is stale (%s): running", stage, why or "forced")
             if parent_id is None:
-                parent_id = _start_parent_run(params)
+                parent_id = tracking.start_pipeline_run(params)
                 session.enter_context(_parent_run_env(parent_id))
                 if wants_ray(params.ray, ray_up=False):
                     # Ray for every stage of this run, started with the first stale one: each stage
@@ -78,17 +76,13 @@ def _run_stale_stages(params: Params, force: set[str], log) -> dict:
         pushed = dvc_dag.push() if ran and params.dvc.push else 0
     except BaseException:
         if parent_id:
-            MlflowClient().set_terminated(parent_id, status="FAILED")
+            tracking.fail_pipeline_run(parent_id)
         raise
     finally:
         session.close()
     summary = {"ran": list(ran), "skipped": skipped, "wall_s": ran, "dvc_pushed": pushed}
     if parent_id:
-        client = MlflowClient()
-        for stage, secs in ran.items():
-            client.log_metric(parent_id, f"wall_s.{stage}", secs)
-        client.set_tag(parent_id, "starflow.stages_run", ",".join(ran))
-        client.set_terminated(parent_id, status="FINISHED")
+        tracking.finish_pipeline_run(parent_id, ran)
         summary["mlflow_parent_run_id"] = parent_id
     return summary
 
@@ -128,16 +122,6 @@ def _parent_run_env(run_id: str):
             os.environ.pop(tracking.PARENT_RUN_ENV, None)
         else:
             os.environ[tracking.PARENT_RUN_ENV] = before
-
-
-def _start_parent_run(params: Params) -> str:
-    tracking.setup_mlflow(params)
-    tags = {"starflow.kind": "pipeline", **tracking.prefect_tags()}
-    if commit := tracking.git_commit():
-        tags["git.commit"] = commit
-    experiment = mlflow.get_experiment_by_name(params.mlflow.experiment)
-    run = MlflowClient().create_run(experiment.experiment_id, run_name="pipeline", tags=tags)
-    return run.info.run_id
 
 
 def _write_params(params: Params) -> None:

@@ -77,6 +77,30 @@ def git_commit() -> str | None:
         return None
 
 
+def start_pipeline_run(params: Params) -> str:
+    """The pipeline's MLflow run (the parent of each stage's run); its id."""
+    setup_mlflow(params)
+    tags = {"starflow.kind": "pipeline", **prefect_tags()}
+    if commit := git_commit():
+        tags["git.commit"] = commit
+    experiment = mlflow.get_experiment_by_name(params.mlflow.experiment)
+    run = mlflow.MlflowClient().create_run(experiment.experiment_id, run_name="pipeline", tags=tags)
+    return run.info.run_id
+
+
+def finish_pipeline_run(run_id: str, wall_s: dict[str, float]) -> None:
+    """Close the pipeline's run with each executed stage's wall time."""
+    client = mlflow.MlflowClient()
+    for stage, secs in wall_s.items():
+        client.log_metric(run_id, f"wall_s.{stage}", secs)
+    client.set_tag(run_id, "starflow.stages_run", ",".join(wall_s))
+    client.set_terminated(run_id, status="FINISHED")
+
+
+def fail_pipeline_run(run_id: str) -> None:
+    mlflow.MlflowClient().set_terminated(run_id, status="FAILED")
+
+
 def dvc_input_hashes(stage: str) -> dict[str, str]:
     """The md5s dvc.lock recorded for this stage's dependencies (from the previous run)."""
     return {f"dvc.dep.{d['path']}": d.get("md5", "") for d in dvc_dag.locked(stage).get("deps", []) if "md5" in d}

@@ -27,12 +27,16 @@ from flows.cli.curation import curate_command, lang_app, license_app
 from flows.cli.dag import dag_app
 from flows.cli.dedup import dedup_command
 from flows.cli.eval import eval_app
+from flows.cli.lineage import lineage_app
+from flows.cli.ops import ops_app
 from flows.cli.privacy import decontaminate_command, pii_app
 from flows.cli.trace import trace_command
 
 app = typer.Typer(help="StarFlow: curate code, train StarCoder2-style models, evaluate them: one versioned DAG.",
                   no_args_is_help=True, add_completion=False)
 app.registered_commands += dag_app.registered_commands
+app.registered_commands += ops_app.registered_commands
+app.registered_commands += lineage_app.registered_commands
 app.command("dedup")(dedup_command)
 app.command("curate")(curate_command)
 app.command("decontaminate")(decontaminate_command)

@@ -1,8 +1,8 @@
-"""The DAG commands: run it, run stages, see what is stale, print params, set up a workspace, serve.
+"""The DAG commands: run it, run stages, see what is stale, print params, set up a workspace.
 
     starflow run [--params FILE] [--force STAGE]   # the whole DAG (stale stages only)
     starflow stage NAME [NAME...]                  # stages, unconditionally, in one process
-    starflow status | params | init | serve
+    starflow status | params | init
 """
 
 from __future__ import annotations
@@ -94,17 +94,6 @@ def init(
         # --local: the remote's absolute path belongs to this clone, not to git history.
         _sh(sys.executable, "-m", "dvc", "remote", "add", "-d", "-f", "--local", "local", str(Path(remote).resolve()))
     typer.echo("workspace ready")
-
-
-@dag_app.command()
-def serve(
-    cron: Annotated[str, typer.Option(help="cron schedule for retraining runs")] = "0 3 * * 0",
-    name: Annotated[str, typer.Option(help="deployment name")] = "scheduled-retrain",
-) -> None:
-    """Serve the pipeline as a scheduled deployment (needs `prefect server start` and PREFECT_API_URL)."""
-    from flows.deployments import serve_pipeline
-
-    serve_pipeline(name=name, cron=cron)
 
 
 def _sh(*cmd: str) -> None:
