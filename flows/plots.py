@@ -10,8 +10,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def loss_curve(history: list[dict[str, float]], path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(7, 4))
+def loss_curve(history: list[dict[str, float]], path: Path,
+               floors: dict[int, dict[str, float]] | None = None) -> Path:
+    """Training and validation loss; below it validation bits per byte against gzip -9 and xz -9e
+    on the same validation bytes (``floors``: training stage -> compressor -> bits per byte), so a
+    reader sees where the model crosses them."""
+    fig, (ax, ax_bpb) = plt.subplots(2, 1, sharex=True, figsize=(7, 6.5), height_ratios=[3, 2])
     train = [(h["step"], h["train_loss"]) for h in history if "train_loss" in h]
     val = [(h["step"], h["val_loss"]) for h in history if "val_loss" in h]
     if train:
@@ -20,16 +24,35 @@ def loss_curve(history: list[dict[str, float]], path: Path) -> Path:
         ax.plot(*zip(*val), "o-", label="validation loss")
     starts = [h["step"] for prev, h in zip(history, history[1:]) if h.get("stage") != prev.get("stage")]
     for x in starts:
-        ax.axvline(x, color="grey", linestyle="--", linewidth=1)
+        for a in (ax, ax_bpb):
+            a.axvline(x, color="grey", linestyle="--", linewidth=1)
         ax.text(x, ax.get_ylim()[1], " stage 2: long context", va="top", fontsize=8, color="grey")
-    ax.set_xlabel("optimizer step")
     ax.set_ylabel("cross-entropy (nats/token)")
     ax.legend()
     ax.grid(alpha=0.3)
+    _bits_per_byte_panel(ax_bpb, history, floors or {})
+    ax_bpb.set_xlabel("optimizer step")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _bits_per_byte_panel(ax, history: list[dict[str, float]], floors: dict[int, dict[str, float]]) -> None:
+    bpb = [(h["step"], h["val_bits_per_byte"]) for h in history if "val_bits_per_byte" in h]
+    if bpb:
+        ax.plot(*zip(*bpb), "o-", color="tab:red", label="model (validation)")
+    for stage, figures in floors.items():
+        steps = [h["step"] for h in history if h.get("stage", 1) == stage]
+        if not steps:
+            continue
+        for name, style in (("gzip", ":"), ("xz", "--")):
+            if name in figures:
+                ax.hlines(figures[name], min(steps), max(steps), colors="black", linestyles=style,
+                          label=f"{name} -9{'e' if name == 'xz' else ''}" if stage == min(floors) else None)
+    ax.set_ylabel("bits per byte")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
 
 
 def bar_chart(counts: dict[str, int], title: str, path: Path) -> Path:

@@ -97,6 +97,39 @@ def score_validation_stream(model_dir: str, shards_dir: str, batch_size: int, ma
     return ScoredText(nats=nats, tokens=predicted, data=text.encode("utf-8"))
 
 
+def token_bytes(tokenizer_dir: str | Path) -> list[bytes]:
+    """The UTF-8 bytes each token id spells, indexed by id: what bits per byte divides by.
+
+    StarFlow's tokenizers are byte-level BPE (``ray_tasks/tokenize/tokenizer.py``): each token is a
+    string over GPT-2's byte alphabet, so mapping its characters back gives its exact bytes, even
+    for a token that holds part of a multi-byte character (decoding it alone would give U+FFFD).
+    Special tokens count as their literal text, as ``score_validation_stream`` decodes them; a
+    token outside the byte alphabet (another kind of tokenizer) as its own UTF-8 text.
+    """
+    from tokenizers import Tokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    tok = Tokenizer.from_file(str(Path(tokenizer_dir) / "tokenizer.json"))
+    to_byte = {c: b for b, c in bytes_to_unicode().items()}
+    special = {t.content for t in tok.get_added_tokens_decoder().values()}
+    table = []
+    for i in range(tok.get_vocab_size()):
+        piece = tok.id_to_token(i) or ""
+        byte_level = piece not in special and all(c in to_byte for c in piece)
+        table.append(bytes(to_byte[c] for c in piece) if byte_level else piece.encode("utf-8"))
+    return table
+
+
+def eval_window_bytes(arr, batch_size: int, max_batches: int, table: list[bytes]) -> tuple[bytes, int]:
+    """The bytes the predicted tokens of the first ``max_batches`` windows spell, and how many tokens.
+
+    These are the windows ``models/train.py`` validates on (``sequential_batches``); each row's
+    first token is context only (labels are shifted), so it is not counted."""
+    rows = arr[: min(len(arr), batch_size * max_batches)]
+    data = b"".join(table[t] for row in rows for t in row[1:].tolist())
+    return data, len(rows) * (rows.shape[1] - 1)
+
+
 def _overlapping_windows(n_tokens: int, seq_len: int, max_tokens: int | None) -> list[int]:
     """Start offsets of windows with stride seq_len-1 (each predicts seq_len-1 new tokens)."""
     stride = seq_len - 1

@@ -32,6 +32,7 @@ import torch
 from models import distributed
 from models.data import TokenShards, random_batch, sequential_batches
 from models.params import ModelShape
+from models.perplexity import eval_window_bytes, to_bits_per_byte, token_bytes
 from models.presets import starcoder2_config
 from models.run import TrainRun, deepspeed_config
 
@@ -89,8 +90,9 @@ def train(run: TrainRun, on_metrics: MetricsCallback | None = None) -> TrainResu
     history = _load_history(work, start_step)
     report = _reporter(history, work / "history.jsonl", on_metrics, rank == 0)
 
+    validate = _validator(engine, val_arr, run)
     if start_step == 0:
-        report(0, {"val_loss": evaluate_loss(engine, val_arr, hp.micro_batch_size, hp.eval_batches)})
+        report(0, validate())
 
     t0 = time.perf_counter()
     loss_value: float | None = None
@@ -115,7 +117,7 @@ def train(run: TrainRun, on_metrics: MetricsCallback | None = None) -> TrainResu
         if grad_norm is not None:
             metrics["grad_norm"] = float(grad_norm)
         if step % hp.eval_every == 0 or step == hp.max_steps:
-            metrics["val_loss"] = evaluate_loss(engine, val_arr, hp.micro_batch_size, hp.eval_batches)
+            metrics.update(validate())
         report(step, metrics)
         progress.update(step, metrics)
         if step % hp.checkpoint_every == 0 or step == hp.max_steps:
@@ -166,6 +168,26 @@ def mfu(num_params: int, shape: ModelShape, seq_len: int, tokens_per_second_per_
         return None
     attention = 12 * shape.num_hidden_layers * shape.hidden_size * min(seq_len, shape.sliding_window or seq_len)
     return (6 * num_params + attention) * tokens_per_second_per_device / peak_flops
+
+
+def _validator(engine, val_arr, run: TrainRun) -> Callable[[], dict[str, float]]:
+    """Validation loss and, from it, bits per byte on the same windows (the bytes their predicted
+    tokens spell, counted once): the figure the evaluate stage compares with gzip and xz."""
+    hp = run.hparams
+    n_bytes = n_tokens = 0
+    if (Path(run.tokenizer_dir) / "tokenizer.json").exists():
+        data, n_tokens = eval_window_bytes(val_arr, hp.micro_batch_size, hp.eval_batches, token_bytes(run.tokenizer_dir))
+        n_bytes = len(data)
+    else:  # shards made without a tokenizer (synthetic token streams): no bytes to count
+        log.warning("%s: no tokenizer.json, so no validation bits per byte", run.tokenizer_dir)
+
+    def validate() -> dict[str, float]:
+        loss = evaluate_loss(engine, val_arr, hp.micro_batch_size, hp.eval_batches)
+        if not n_bytes:
+            return {"val_loss": loss}
+        return {"val_loss": loss, "val_bits_per_byte": to_bits_per_byte(loss * n_tokens, n_bytes)}
+
+    return validate
 
 
 @torch.no_grad()

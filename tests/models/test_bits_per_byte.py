@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.perplexity import score_validation_stream, to_bits_per_byte
+from models.data import TokenShards
+from models.perplexity import eval_window_bytes, score_validation_stream, to_bits_per_byte, token_bytes
 
 # Multi-byte characters first (so bytes != characters is exercised), plain ASCII at the end where
 # the tail that fills no window is cut.
@@ -74,3 +75,23 @@ def test_max_tokens_bounds_the_scored_text(tmp_path):
     assert part.tokens == 2 * (SEQ_LEN - 1)  # rounded up to whole windows
     assert full.data.startswith(part.data) and len(part.data) < len(full.data)
     assert 0 < part.bits_per_byte and 0 < full.bits_per_byte
+
+
+def test_token_bytes_spell_the_text_exactly(tmp_path):
+    """Summing per-token bytes gives the decoded text's bytes, also where a token holds part of a
+    multi-byte character (each of TEXT's accented letters is two bytes, λ and → more)."""
+    model_dir, _, stream = tiny_lm(tmp_path)
+    table = token_bytes(model_dir)
+    assert b"".join(table[t] for t in stream[1:]) == TEXT.encode()
+    assert table[0] == b"<|endoftext|>"  # special tokens: their literal text, as decoding gives
+    assert any(len(b) == 1 and b[0] >= 0x80 for b in table)  # lone continuation/lead bytes exist
+
+
+def test_eval_window_bytes_count_predicted_tokens_once(tmp_path):
+    model_dir, shards, stream = tiny_lm(tmp_path)
+    val = TokenShards(shards).split("val")
+    data, tokens = eval_window_bytes(val, batch_size=2, max_batches=2, table=token_bytes(model_dir))
+    assert tokens == 4 * (SEQ_LEN - 1)
+    rows = [stream[i * SEQ_LEN:(i + 1) * SEQ_LEN] for i in range(4)]
+    table = token_bytes(model_dir)
+    assert data == b"".join(table[t] for row in rows for t in row[1:])

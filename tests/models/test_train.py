@@ -1,5 +1,6 @@
 """DeepSpeed on CPU: the loss falls, an interrupted run resumes to the same result, the export loads."""
 
+import math
 import shutil
 
 import numpy as np
@@ -7,7 +8,8 @@ import pytest
 
 from models.distributed import launcher_free_env
 from models.params import ModelShape, TrainParams
-from models.perplexity import perplexity
+from models.data import TokenShards
+from models.perplexity import eval_window_bytes, perplexity, token_bytes
 from models.run import TrainRun
 from models.train import export_hf, train
 from ray_tasks.tokenize.tokenizer import save_hf_tokenizer, train_bpe
@@ -47,6 +49,10 @@ def test_loss_falls_and_export_matches(shards, tmp_path):
     assert result.val_loss_before > 5.0  # ~ln(300) at random init
     assert result.val_loss_after < result.val_loss_before - 2.0
     assert seen[0] == 0 and seen[-1] == 40
+    # Validation bits per byte: the same loss over the bytes the validated tokens spell.
+    data, tokens = eval_window_bytes(TokenShards(shards).split("val"), 8, 4, token_bytes(shards / "tokenizer"))
+    last = result.history[-1]
+    assert last["val_bits_per_byte"] == pytest.approx(last["val_loss"] * tokens / math.log(2) / len(data), rel=1e-12)
     out = export_hf(cfg, result.checkpoint_tag, tmp_path / "hf")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
