@@ -11,7 +11,8 @@ workers included), sampled every 50 ms. Figures of peers measured in the same ru
 comparable; the ratios are what to read, the machine is shared.
 
 * floor: read the Parquet and hash every file (xxh3), nothing else.
-* starflow: what ``starflow dedup`` runs: repository and file exact dedup, LSH,
+* starflow: what ``starflow dedup`` runs (reading the Parquet files as the stage does, by row
+  group: ``ray_tasks/dedup/source.py``): repository and file exact dedup, LSH,
   verification, union-find, index and outputs written, with the auto executor: in one
   process below 1 GB of content, on a local Ray with ``--workers`` CPUs above (Ray's start
   then counted in the time).
@@ -142,26 +143,58 @@ def peer_floor(data: Path, out: Path, workers: int, limit: int | None) -> dict:
 def _starflow(data: Path, out: Path, workers: int, limit: int | None, executor: str) -> dict:
     """StarFlow's dedup with ``executor`` (auto, ray or local), kept rows and clusters written.
 
-    ``ray`` starts Ray before the clock (its start is reported apart); ``auto`` starts it
-    inside the clock when it decides to use it, as ``starflow dedup`` would."""
-    from ray_tasks.dedup.stage import dedup
-    from ray_tasks.tables import content_bytes
+    It reads the Parquet files as the stage does (``ParquetSource``: small columns here, the
+    content by the map tasks, row group by row group). ``ray`` starts Ray before the clock (its
+    start is reported apart); ``auto`` starts it inside the clock when it decides to use it, as
+    ``starflow dedup`` would."""
+    from ray_tasks.dedup.source import ParquetSource
+    from ray_tasks.dedup.stage import dedup, write_kept
     from ray_tasks.executor import RayParams, wants_ray
     from ray_tasks.tables import write_parquet_atomic
 
+    if limit:
+        raise SystemExit("StarFlow always runs on the whole corpus (no --limit)")
     startup = _warm()
     ray_start = _start_ray(workers) if executor == "ray" else 0.0
     t0 = time.perf_counter()
-    t = read_corpus(data, limit)
-    use_ray = wants_ray(RayParams(executor=executor), content_bytes(t), ray_up=False)
+    source = ParquetSource.open(sorted(data.glob("*.parquet")))
+    use_ray = wants_ray(RayParams(executor=executor), source.content_bytes(), ray_up=False)
     if use_ray and executor == "auto":
         ray_start = _start_ray(workers)
-    r = dedup(t, out / "index", CFG, use_ray=use_ray)
-    write_parquet_atomic(r.kept, out / "kept.parquet")
+    r = dedup(source, out / "index", CFG, use_ray=use_ray)
+    write_kept(r, out / "kept.parquet")
     write_parquet_atomic(r.clusters, out / "clusters.parquet")
-    return {"files": t.num_rows, "mb": _mb(t), "removed": t.num_rows - r.kept.num_rows, "seconds": time.perf_counter() - t0,
-            "exact_removed": r.stats["exact_removed"], "near_removed": r.stats["near_removed"], "ray": use_ray,
-            "ray_start_s": ray_start, "startup_s": startup}
+    seconds = time.perf_counter() - t0
+    return {"files": source.num_rows, "mb": folder_mb(data), "removed": source.num_rows - r.stats["files_kept"],
+            "seconds": seconds, "exact_removed": r.stats["exact_removed"], "near_removed": r.stats["near_removed"],
+            "ray": use_ray, "ray_start_s": ray_start, "startup_s": startup}
+
+
+def folder_mb(folder: Path) -> float:
+    """MB of content of every Parquet file in ``folder``, one row group at a time (after a peer's clock:
+    counting must not raise the peer's peak memory)."""
+    import pyarrow.parquet as pq
+
+    total = 0
+    for path in sorted(folder.glob("*.parquet")):
+        fh = pq.ParquetFile(path)
+        for g in range(fh.num_row_groups):
+            total += _mb(fh.read_row_group(g, columns=["content"]))
+    return total
+
+
+def dedup_table(table, index_dir: Path, use_ray: bool):
+    """StarFlow's dedup of an in-memory table, written first as the stage's input (one Parquet file)."""
+    import pyarrow.parquet as pq
+
+    from ray_tasks.dedup.source import ParquetSource
+    from ray_tasks.dedup.stage import dedup
+
+    index_dir = Path(index_dir)
+    index_dir.parent.mkdir(parents=True, exist_ok=True)
+    path = index_dir.with_name(index_dir.name + ".input.parquet")
+    pq.write_table(table, path)
+    return dedup(ParquetSource.open([path]), index_dir, CFG, use_ray=use_ray)
 
 
 def peer_starflow(data: Path, out: Path, workers: int, limit: int | None) -> dict:
@@ -292,9 +325,9 @@ def peer_datatrove(data: Path, out: Path, workers: int, limit: int | None) -> di
                                tasks=files, workers=workers, logging_dir=str(logs / "4"), depends=s3, start_method="fork")
     s4.run()
     seconds = time.perf_counter() - t0
-    n_in = read_corpus(src).num_rows
+    n_in = sum(pq.read_metadata(p).num_rows for p in src.glob("*.parquet"))
     kept = sum(pq.read_metadata(p).num_rows for p in (out / "kept").rglob("*.parquet"))
-    return {"files": n_in, "mb": _mb(read_corpus(src)), "removed": n_in - kept, "seconds": seconds}
+    return {"files": n_in, "mb": folder_mb(src), "removed": n_in - kept, "seconds": seconds}
 
 
 def xxhash64_of_str(data: str | bytes) -> int:
@@ -318,17 +351,18 @@ def run_peer(name: str, data: Path, workers: int, limit: int | None, mb_total: f
     env = {**os.environ, "RAY_DEDUP_LOGS": "1", "LOGURU_LEVEL": "WARNING", "TQDM_DISABLE": "1"}
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(out / "stderr.log", "w"), text=True, env=env, cwd=ROOT)
-    peak = 0
+    peak = peak_pss = 0
     cpu: dict[int, float] = {}  # pid -> user+system seconds, last sample while alive
     stop = threading.Event()
 
     def sample():
-        nonlocal peak
+        nonlocal peak, peak_pss
         p = psutil.Process(proc.pid)
         while not stop.is_set():
             try:
                 tree = [p] + p.children(recursive=True)
                 peak = max(peak, sum(_rss(c) for c in tree))
+                peak_pss = max(peak_pss, sum(_pss(c) for c in tree))
                 for c in tree:
                     try:
                         t = c.cpu_times()
@@ -353,18 +387,29 @@ def run_peer(name: str, data: Path, workers: int, limit: int | None, mb_total: f
     files, mb = res["files"], res["mb"]
     seconds = res["seconds"]
     return {"peer": name, **res, "mb": mb, "wall_s": wall, "files_per_s": files / seconds,
-            "mb_per_s": mb / seconds, "peak_rss_mb": peak / 2**20, "cpu_s": sum(cpu.values())}
+            "mb_per_s": mb / seconds, "peak_rss_mb": peak / 2**20, "peak_pss_mb": peak_pss / 2**20,
+            "cpu_s": sum(cpu.values())}
 
 
 def median_run(runs: list[dict]) -> dict:
     """The run with the median time (its own figures), with the highest peak RSS of all runs."""
     runs = sorted(runs, key=lambda r: r["seconds"])
-    return {**runs[len(runs) // 2], "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
+    return {**runs[len(runs) // 2], "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+            "peak_pss_mb": max(r["peak_pss_mb"] for r in runs)}
 
 
 def _rss(p) -> int:
     try:
         return p.memory_info().rss
+    except Exception:
+        return 0
+
+
+def _pss(p) -> int:
+    """Proportional set size: shared pages (Ray's object store, libraries) split among the processes
+    that map them, so that a tree's sum counts them once (RSS counts them in every process)."""
+    try:
+        return p.memory_full_info().pss
     except Exception:
         return 0
 
@@ -404,13 +449,12 @@ def quality(n_pairs: int) -> None:
     import pyarrow as pa
 
     from benchmarks.near_dedup_corpus import exact_jaccard, jaccard_pairs, read_sources
-    from ray_tasks.dedup.stage import dedup
 
     pairs = jaccard_pairs(read_sources(limit=max(4 * n_pairs, 1000), max_bytes=32 * 1024), n_pairs, seed=3, rates=(0.0, 1.0))
     rows = []
     for i, (a, b) in enumerate(pairs):
         rows += [dict(repo_name=f"p{i:05d}a", path="f.py", content=a), dict(repo_name=f"p{i:05d}b", path="f.py", content=b)]
-    r = dedup(pa.Table.from_pylist(rows), tempfile.mkdtemp(), CFG, use_ray=False)
+    r = dedup_table(pa.Table.from_pylist(rows), Path(tempfile.mkdtemp()) / "index", use_ray=False)
     cid = dict(zip(r.clusters.column("repo_name").to_pylist(), r.clusters.column("cluster_id").to_pylist()))
     j = np.array([exact_jaccard(a, b, CFG) for a, b in pairs])
     dup = np.array([cid.get(f"p{i:05d}a", -1) == cid.get(f"p{i:05d}b", -2) for i in range(len(pairs))])
@@ -429,7 +473,6 @@ def incremental(table, workers: int) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from ray_tasks.dedup.stage import dedup
     from ray_tasks.executor import init_ray
 
     init_ray(_ray_params(workers))
@@ -438,15 +481,15 @@ def incremental(table, workers: int) -> None:
     is_new = pa.array([r in new_repos for r in table.column("repo_name").to_pylist()])
     old, new = table.filter(pc.invert(is_new)), table.filter(is_new)
     d = Path(tempfile.mkdtemp())
-    dedup(table.slice(0, min(200, table.num_rows)), d / "warm", CFG, use_ray=True)  # workers up
+    dedup_table(table.slice(0, min(200, table.num_rows)), d / "warm", use_ray=True)  # workers up
     t0 = time.perf_counter()
-    full = dedup(table, d / "full", CFG, use_ray=True)
+    full = dedup_table(table, d / "full", use_ray=True)
     t_full = time.perf_counter() - t0
-    first = dedup(old, d / "inc", CFG, use_ray=True)
+    first = dedup_table(old, d / "inc", use_ray=True)
     t0 = time.perf_counter()
-    second = dedup(new, d / "inc", CFG, use_ray=True)
+    second = dedup_table(new, d / "inc", use_ray=True)
     t_inc = time.perf_counter() - t0
-    kept = lambda r: set(zip(r.kept.column("repo_name").to_pylist(), r.kept.column("path").to_pylist()))  # noqa: E731
+    kept = lambda r: set(zip(r.kept_names.column("repo_name").to_pylist(), r.kept_names.column("path").to_pylist()))  # noqa: E731
     sup = set(zip(second.superseded.column("repo_name").to_pylist(), second.superseded.column("path").to_pylist()))
     same = ((kept(first) - sup) | kept(second)) == kept(full)
     print(f"\nIncremental: index of {old.num_rows} files ({len(repos) - len(new_repos)} repos), add {new.num_rows} files "

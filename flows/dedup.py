@@ -5,7 +5,9 @@ copy in ``detail``), ``clusters.parquet`` (every member of every merged cluster)
 ``index/`` (the LSH index that later batches are deduplicated against: ``starflow dedup
 --index data/dedup/index``). The contract is ``ray_tasks/dedup/__init__.py``; the work is
 ``ray_tasks.dedup.stage.dedup``, on Ray or in this process as ``params.ray`` decides
-(``executor_session``, ``ray_tasks/executor.py``), with the same outputs either way.
+(``executor_session``, ``ray_tasks/executor.py``), with the same outputs either way. The input
+is opened by its footer only (``ParquetSource``); the stage reads it row group by row group and
+``write_kept`` streams the kept rows, so this process never holds the content.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from prefect import flow, get_run_logger
 from flows import tracking
 from flows.config import Params
 from flows.workspace import FILES, REJECTED, stage_dir
-from ray_tasks.dedup.stage import DedupResult, dedup
-from ray_tasks.tables import content_bytes
+from ray_tasks.dedup.source import ParquetSource
+from ray_tasks.dedup.stage import DedupResult, dedup, write_kept
 from ray_tasks.executor import executor_session
-from ray_tasks.tables import AtomicDir, read_table, reason_counts, write_parquet_atomic
+from ray_tasks.tables import AtomicDir, FILE_COLUMNS, reason_counts, write_parquet_atomic
 
 CLUSTERS = "clusters.parquet"
 INDEX = "index"
@@ -56,7 +58,7 @@ def report_markdown(stats: dict, top: list[dict]) -> str:
 
 
 def write_outputs(result: DedupResult, out: Path) -> None:
-    write_parquet_atomic(result.kept, out / FILES)
+    write_kept(result, out / FILES)
     write_parquet_atomic(result.rejected, out / REJECTED)
     write_parquet_atomic(result.clusters, out / CLUSTERS)
 
@@ -66,12 +68,13 @@ def dedup_flow(params: Params, parent_run_id: str | None = None) -> dict:
     log = get_run_logger()
     with tracking.stage_run("dedup", params, parent_run_id):
         src = stage_dir("ingest") / FILES
-        files = read_table(src)
-        n_bytes = content_bytes(files)
+        files = ParquetSource.open([src], required=FILE_COLUMNS)
+        n_bytes = files.content_bytes()
         with executor_session(params.ray, n_bytes) as use_ray, AtomicDir(stage_dir("dedup")) as out:
-            log.info("dedup: %d files, %.1f MB, %s", files.num_rows, n_bytes / 2**20, "on Ray" if use_ray else "in this process")
+            log.info("dedup: %d files in %d row groups, %.1f MB, %s", files.num_rows, files.num_groups, n_bytes / 2**20,
+                     "on Ray" if use_ray else "in this process")
             # The index is built fresh inside the new output folder: a full run.
-            result = dedup(files, out / INDEX, params.dedup, use_ray=use_ray, origin=str(src))
+            result = dedup(files, out / INDEX, params.dedup, use_ray=use_ray, log=log)
             write_outputs(result, out)
         stats = {
             **result.stats,

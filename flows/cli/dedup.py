@@ -15,23 +15,22 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-import pyarrow as pa
 import typer
 
 from flows.cli.common import OptionalParamsOpt, fail, load
-from ray_tasks.dedup.stage import REQUIRED_COLUMNS
-from ray_tasks.tables import AtomicDir, read_table, write_parquet_atomic
+from ray_tasks.dedup.source import ParquetSource
+from ray_tasks.tables import AtomicDir, write_parquet_atomic
 
 
-def read_input(path: Path) -> pa.Table:
-    """One table from a Parquet file or every ``*.parquet`` under a folder (sorted by path)."""
+def open_input(path: Path) -> ParquetSource:
+    """A Parquet file, or every ``*.parquet`` under a folder (sorted by path), as one source; only
+    the footers are read here (the stage reads the rest row group by row group)."""
     if not path.exists():
         raise ValueError(f"{path}: no such file or folder")
     files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
     if not files:
         raise ValueError(f"{path}: no .parquet files in this folder")
-    tables = [read_table(f, required=REQUIRED_COLUMNS) for f in files]
-    return pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+    return ParquetSource.open(files)
 
 
 def dedup_command(
@@ -43,21 +42,19 @@ def dedup_command(
     params_path: OptionalParamsOpt = Path("params.yaml"),
 ) -> None:
     """Exact + MinHash near-dedup of a Parquet table; prints {files_in, exact_removed, near_removed, ...}."""
-    from ray_tasks.dedup.stage import dedup
-    from ray_tasks.tables import content_bytes
+    from ray_tasks.dedup.stage import dedup, write_kept
     from ray_tasks.executor import executor_session
 
     params = load(params_path, missing_ok=True)
     try:
-        table = read_input(input)
+        source = open_input(input)
     except ValueError as exc:
         fail(exc)
     try:
-        with executor_session(params.ray, content_bytes(table), "local" if no_ray else executor) as use_ray, \
+        with executor_session(params.ray, source.content_bytes(), "local" if no_ray else executor) as use_ray, \
                 AtomicDir(output) as out:
-            result = dedup(table, index if index is not None else out / "index", params.dedup, use_ray=use_ray,
-                           origin=str(input))
-            write_parquet_atomic(result.kept, out / "kept.parquet")
+            result = dedup(source, index if index is not None else out / "index", params.dedup, use_ray=use_ray)
+            write_kept(result, out / "kept.parquet")
             write_parquet_atomic(result.clusters, out / "clusters.parquet")
             write_parquet_atomic(result.rejected, out / "rejected.parquet")
             if index is not None:

@@ -3,11 +3,14 @@
 Input: ``data/ingest/files.parquet``, one row per file. Needs ``repo_name, path, content``;
 uses ``sha256`` (else hashes ``content``), ``length_bytes``, and the ranking columns when
 present: ``license_type``, ``star_events_count`` / ``fork_events_count``, ``revision_date``,
-``visit_date``. Every other column passes through.
+``visit_date``. Every other column passes through. It is read by row group, never whole
+(``source.py``): this process reads the small columns, map tasks read the content of their
+row groups, so peak memory follows the input's row-group size, not the corpus.
 
 Outputs in ``data/dedup/``:
 
-* ``files.parquet``: the kept rows, every input column, in input order.
+* ``files.parquet``: the kept rows, every input column, in input order, written row group by
+  row group (the kept rows of each input row group form one output row group).
 * ``rejected.parquet``: ``stage, reason, repo_name, path, length_bytes, sha256, detail``
   (``ray_tasks.tables.REJECTED_SCHEMA``); ``reason`` is ``exact_duplicate_repo``,
   ``exact_duplicate`` or ``near_duplicate``, ``detail`` names the kept copy.
@@ -23,7 +26,9 @@ Metrics (``metrics/dedup.json``): ``files_in, files_kept, files_rejected, duplic
 exact_removed, exact_repo_removed, near_removed, rejected_by_reason, superseded_in_index,
 signatures_computed, lsh_edges, clusters, largest_cluster, index_docs, used_ray``.
 
-Entry: ``stage.dedup`` (its steps: ``lsh.py`` for signatures, buckets, verification and
-union-find, ``minhash.py`` for shingles and signatures, ``index.py`` for the index on disk);
+Entry: ``stage.dedup`` then ``stage.write_kept`` (its steps: ``source.py`` for the input's row
+groups, ``tasks.py`` for the map tasks on Ray or here, ``lsh.py`` for signatures, buckets,
+verification and union-find, ``minhash.py`` for shingles and signatures, ``index.py`` for the
+index on disk);
 the flow is ``flows/dedup.py``, the command ``flows/cli/dedup.py``.
 """

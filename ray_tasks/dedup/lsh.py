@@ -2,9 +2,10 @@
 
 The work is a map/reduce that runs the same with or without Ray:
 
-1. ``sign_batch`` (map, one task per batch of documents): signatures and band keys; the
-   signatures go to the index segment on disk, the keys are split into ``P`` partitions
-   by key, so that one bucket always lands in one partition.
+1. ``sign_task`` (map, one task per row group of the input): reads the content of its rows
+   itself (``source.py``), then per batch of documents (``sign_batch``) signatures and band
+   keys; the signatures go to the index segment on disk, the keys are split into ``P``
+   partitions by key, so that one bucket always lands in one partition.
 2. ``bucket_partition`` (reduce, one task per partition): sorts its keys (the sorted keys
    become the segment's lookup file), finds each bucket's members, including documents of
    older segments that share the key, and emits an edge from every new member to the
@@ -15,7 +16,7 @@ The work is a map/reduce that runs the same with or without Ray:
    the J <= 0.6 side would miss the 0.95 target (measured in the tests and benchmark).
 4. ``connected_labels``: union-find over the verified edges.
 
-The driver only sees edges (pairs that really are candidates), never the buckets. Map and
+The driver only sees edges (pairs that really are candidates), never the content or the buckets. Map and
 reduce tasks write the segment files themselves, so the index folder must be visible to every
 Ray worker: always true on a local Ray, a shared filesystem on a multi-node cluster.
 """
@@ -23,7 +24,7 @@ Ray worker: always true on a local Ray, a shared filesystem on a multi-node clus
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -31,7 +32,9 @@ import pyarrow as pa
 from ray_tasks.dedup.index import SignatureStore, lookup_keys, write_partition, write_signature_batch
 from ray_tasks.dedup.minhash import band_keys, estimated_jaccard, signatures
 from ray_tasks.dedup.params import DedupParams
-from ray_tasks.tables import utf8_lengths
+from ray_tasks.dedup.source import ParquetSource
+from ray_tasks.dedup.tasks import gather, submit
+from ray_tasks.progress import Progress
 
 
 def batch_bounds(sizes: np.ndarray, params: DedupParams) -> list[tuple[int, int]]:
@@ -47,25 +50,6 @@ def batch_bounds(sizes: np.ndarray, params: DedupParams) -> list[tuple[int, int]
     if len(sizes):
         bounds.append((start, len(sizes)))
     return bounds
-
-
-def _take(column: pa.ChunkedArray | pa.Array, rows: np.ndarray) -> pa.Array:
-    """The given (ascending) rows as one compact array: only these bytes travel to a worker.
-
-    Taken chunk by chunk: ``ChunkedArray.take`` concatenates every chunk first, which made
-    each batch cost as much as the whole column (a 100k-file corpus read from two Parquet
-    files ran at 40% of the speed of the same corpus read from one)."""
-    if isinstance(column, pa.Array) or len(rows) == 0:
-        out = column.take(pa.array(rows, pa.int64()))
-        return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
-    ends = np.cumsum([len(c) for c in column.chunks])
-    starts = ends - np.array([len(c) for c in column.chunks])
-    first, last = np.searchsorted(ends, rows[0], side="right"), np.searchsorted(ends, rows[-1], side="right")
-    parts = []
-    for k in range(first, last + 1):
-        lo, hi = np.searchsorted(rows, [starts[k], ends[k]])
-        parts.append(column.chunk(k).take(pa.array(rows[lo:hi] - starts[k], pa.int64())))
-    return pa.concat_arrays(parts) if len(parts) > 1 else parts[0]
 
 
 def sign_batch(contents: pa.Array, ids: np.ndarray, batch_no: int, seg_dir: str,
@@ -112,58 +96,53 @@ def verify_edges(edges: np.ndarray, seg_dirs: Sequence[str], params: DedupParams
     return edges[estimated_jaccard(a, b) >= params.threshold]
 
 
-def near_duplicate_edges(content: pa.ChunkedArray | pa.Array, rows: np.ndarray, ids: np.ndarray, seg_dir: Path,
-                         old_segs: Sequence[Path], params: DedupParams, use_ray: bool,
-                         progress: Callable[[str, int, int], None] | None = None) -> np.ndarray:
-    """Verified near-duplicate edges among ``content[rows]`` (ids ``ids``) and against older segments.
+def sign_task(source: ParquetSource, batches: list[tuple[int, np.ndarray, np.ndarray]], seg_dir: str,
+              params: DedupParams):
+    """Map over the batches (batch number, global rows, ids) that start in one row group: reads each
+    batch's content itself, then ``sign_batch``; the (key, id) pairs of all of them, per partition.
 
-    Batches are cut from ``rows`` one at a time, so the driver never holds a second copy of
-    the content. ``seg_dir`` receives the new segment's signatures and sorted band keys;
-    ``params.num_partitions`` must be the index's."""
+    One partition returns its pair itself (Ray's ``num_returns=1`` makes the whole value one object)."""
+    parts: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(params.num_partitions)]
+    groups_read: dict = {}  # each row group's content is read once and held only while a batch needs it
+    for batch_no, rows, ids in batches:
+        signed = sign_batch(source.read_rows(rows, "content", groups_read), ids, batch_no, seg_dir, params)
+        for p, pair in enumerate(signed):
+            parts[p].append(pair)
+    out = [(np.concatenate([k for k, _ in ps]), np.concatenate([i for _, i in ps])) for ps in parts]
+    return out if len(out) > 1 else out[0]
+
+
+def sign_tasks(source: ParquetSource, rows: np.ndarray, ids: np.ndarray, sizes: np.ndarray,
+               params: DedupParams) -> list[list[tuple[int, np.ndarray, np.ndarray]]]:
+    """The batches of ``rows`` (``batch_bounds`` over their sizes), grouped by the row group of their first
+    row: one map task per group, so that a task reads about one row group (bounded by its writer)."""
+    tasks: dict[int, list] = {}
+    for b, (s, e) in enumerate(batch_bounds(sizes, params)):
+        tasks.setdefault(int(source.groups_of(rows[s:s + 1])[0]), []).append((b, rows[s:e], ids[s:e]))
+    return [tasks[g] for g in sorted(tasks)]
+
+
+def near_duplicate_edges(source: ParquetSource, rows: np.ndarray, ids: np.ndarray, sizes: np.ndarray, seg_dir: Path,
+                         old_segs: Sequence[Path], params: DedupParams, use_ray: bool,
+                         progress: Progress | None = None) -> np.ndarray:
+    """Verified near-duplicate edges among the ``source`` rows ``rows`` (ids ``ids``, content bytes
+    ``sizes``) and against older segments.
+
+    The map tasks read the content; the driver only sees band keys (on Ray, not even those:
+    they pass by reference to the reduce tasks) and edges. ``seg_dir`` receives the new
+    segment's signatures and sorted band keys; ``params.num_partitions`` must be the index's.
+    ``progress`` advances by the files and bytes of each finished map task."""
     seg, olds = str(seg_dir), [str(s) for s in old_segs]
     P = params.num_partitions
-    sizes = utf8_lengths(content).to_numpy()
-    bounds = batch_bounds(sizes[rows], params)
-    progress = progress or (lambda *_: None)
-    if use_ray:
-        import ray
-
-        sign = ray.remote(sign_batch).options(num_returns=P) if P > 1 else ray.remote(sign_batch)
-        outs, in_flight = [], []
-        max_in_flight = 2 * max(1, int(ray.cluster_resources().get("CPU", 2)))
-        for b, (s, e) in enumerate(bounds):
-            # Backpressure: only a few batches of content sit in the object store at once.
-            if len(in_flight) >= max_in_flight:
-                _, in_flight = ray.wait(in_flight, num_returns=1)
-            refs = sign.remote(_take(content, rows[s:e]), ids[s:e], b, seg, params)
-            outs.append(refs if P > 1 else [refs])
-            in_flight.append(outs[-1][0])
-            progress("batches", b + 1, len(bounds))
-        bucket = ray.remote(bucket_partition)
-        # The single-partition case returns the list itself, not a list of refs: unpack it in the task.
-        edge_refs = [bucket.remote(p, seg, olds, *[o[p] for o in outs]) for p in range(P)] if P > 1 else \
-            [ray.remote(_bucket_single).remote(seg, olds, *[o[0] for o in outs])]
-        verify = ray.remote(verify_edges)
-        verified_refs = [verify.remote(e, olds + [seg], params) for e in edge_refs]
-        pending, done = list(verified_refs), 0
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            done += 1
-            progress("partitions", done, P)
-        parts = ray.get(verified_refs)
-    else:
-        outs = []
-        for b, (s, e) in enumerate(bounds):
-            outs.append(sign_batch(_take(content, rows[s:e]), ids[s:e], b, seg, params))
-            progress("batches", b + 1, len(bounds))
-        parts = [verify_edges(bucket_partition(p, seg, olds, *[o[p] for o in outs]), olds + [seg], params)
-                 for p in range(P)]
-    edges = np.concatenate(parts) if parts else np.zeros((0, 2), np.int64)
-    return np.unique(edges, axis=0) if len(edges) else edges.reshape(0, 2)
-
-
-def _bucket_single(seg: str, olds: Sequence[str], *outs: list) -> np.ndarray:
-    return bucket_partition(0, seg, olds, *[o[0] for o in outs])
+    tasks = sign_tasks(source, rows, ids, sizes, params)
+    work = [(sum(len(r) for _, r, _ in t), int(sum(sizes[np.searchsorted(rows, r)].sum() for _, r, _ in t))) for t in tasks]
+    advance = (lambda i: progress.advance(files=work[i][0], bytes=work[i][1])) if progress else None
+    signed = submit(sign_task, [(source, t, seg, params) for t in tasks], use_ray, num_returns=P, on_done=advance)
+    per_part = [s if P > 1 else [s] for s in signed]
+    edges = submit(bucket_partition, [(p, seg, olds, *[s[p] for s in per_part]) for p in range(P)], use_ray)
+    parts = gather(submit(verify_edges, [(e, olds + [seg], params) for e in edges], use_ray), use_ray)
+    out = np.concatenate(parts) if parts else np.zeros((0, 2), np.int64)
+    return np.unique(out, axis=0) if len(out) else out.reshape(0, 2)
 
 
 def connected_labels(parent: np.ndarray, edges: np.ndarray) -> np.ndarray:

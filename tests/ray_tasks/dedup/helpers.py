@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ray_tasks.dedup.minhash import _FNV_OFFSET, _FNV_PRIME, _K1, _K2, _K3
 from ray_tasks.dedup.params import DedupParams
-from ray_tasks.dedup.stage import best_first, priority_table
+from ray_tasks.dedup.source import ParquetSource
+from ray_tasks.dedup.stage import DedupResult, best_first, dedup, priority_table
 from ray_tasks.tables import rejected_from
 
 
@@ -49,3 +53,31 @@ def token_hash(token: bytes) -> int:
 def candidate_probability(j: float, params: DedupParams) -> float:
     """Chance that two documents of Jaccard ``j`` share at least one band."""
     return 1.0 - (1.0 - j**params.rows) ** params.bands
+
+
+def run_dedup(table: pa.Table, index_dir: Path, params: DedupParams, *, use_ray: bool = False,
+              row_groups: int = 1, name: str | None = None) -> DedupResult:
+    """The stage on ``table`` as it reads its input: written to a Parquet file beside ``index_dir``
+    (``name``, default ``<index>.parquet``) in ``row_groups`` row groups of equal size."""
+    path = Path(index_dir).parent / (name or f"{Path(index_dir).name}-{len(list(Path(index_dir).parent.glob('*.parquet')))}.parquet")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, row_group_size=max(1, -(-table.num_rows // row_groups)))
+    return dedup(ParquetSource.open([path]), index_dir, params, use_ray=use_ray)
+
+
+def kept_rows(result: DedupResult, path: Path) -> pa.Table:
+    """The kept rows as the stage writes them (``write_kept``), read back."""
+    from ray_tasks.dedup.stage import write_kept
+
+    write_kept(result, path)
+    return pq.read_table(path)
+
+
+def plain_repo_trees(repo_names: list[str], paths: list[str], hashes: list[str]) -> dict[str, str]:
+    """The definition ``stage.repo_trees`` vectorises: sha256 of each repository's sorted (path, hash) lines."""
+    import hashlib
+
+    rows: dict[str, list[tuple[str, str]]] = {}
+    for r, p, h in zip(repo_names, paths, hashes):
+        rows.setdefault(r, []).append((p, h))
+    return {r: hashlib.sha256("".join(f"{p}\0{h}\n" for p, h in sorted(v)).encode()).hexdigest() for r, v in rows.items()}

@@ -13,9 +13,11 @@ from benchmarks.near_dedup_corpus import exact_jaccard, jaccard_pairs, make_corp
 from ray_tasks.dedup.lsh import connected_labels
 from ray_tasks.dedup.minhash import _token_hashes, signatures
 from ray_tasks.dedup.params import DedupParams
-from ray_tasks.dedup.stage import dedup
+from ray_tasks.dedup.source import ParquetSource
+from ray_tasks.dedup.stage import dedup, priority_table, repo_trees
 from ray_tasks.executor import RayParams, executor_session, wants_ray
-from tests.ray_tasks.dedup.helpers import candidate_probability, exact_dedup, token_hash
+from tests.ray_tasks.dedup.helpers import (candidate_probability, exact_dedup, kept_rows, plain_repo_trees, run_dedup,
+                                           token_hash)
 
 SEED = DedupParams()
 """The seed's parameters (params.yaml's defaults)."""
@@ -44,7 +46,7 @@ def _pair_at(j_target, n=400, seed=0):
 
 
 def _kept(result):
-    return sorted(zip(result.kept.column("repo_name").to_pylist(), result.kept.column("path").to_pylist()))
+    return sorted(zip(result.kept_names.column("repo_name").to_pylist(), result.kept_names.column("path").to_pylist()))
 
 
 # --------------------------------------------------------------------------- exact (the priority order alone)
@@ -100,7 +102,7 @@ def test_planted_pairs_at_known_jaccard(tmp_path):
         rows += [dict(repo_name=f"r{i}a", path="f.py", content=ta), dict(repo_name=f"r{i}b", path="f.py", content=tb)]
         expect[i] = j >= 0.8
     assert candidate_probability(0.85, SEED) > 0.99 > 0.03 > candidate_probability(0.5, SEED)
-    r = dedup(_table(rows), tmp_path / "pairs", CFG, use_ray=False)
+    r = run_dedup(_table(rows), tmp_path / "pairs", CFG, use_ray=False)
     cid = dict(zip(r.clusters.column("repo_name").to_pylist(), r.clusters.column("cluster_id").to_pylist()))
     for i, dup in expect.items():
         assert (cid.get(f"r{i}a", -1) == cid.get(f"r{i}b", -2)) == dup, (i, dup)
@@ -122,8 +124,8 @@ def test_cluster_keeps_the_seed_order_license_stars_forks_dates_then_name(tmp_pa
     base = dict(path="f.py", content=ta)
 
     def winner(rows):
-        r = dedup(_table(rows), tmp_path / f"w{len(list(tmp_path.iterdir()))}", CFG, use_ray=False)
-        return r.kept.column("repo_name").to_pylist()
+        r = run_dedup(_table(rows), tmp_path / f"w{len(list(tmp_path.iterdir()))}", CFG, use_ray=False)
+        return r.kept_names.column("repo_name").to_pylist()
 
     mk = lambda name, content=tb, **kw: dict(base, repo_name=name, content=content, **kw)  # noqa: E731
     defaults = dict(license_type="permissive", star_events_count=1, fork_events_count=1,
@@ -146,12 +148,20 @@ def test_identical_repositories_are_removed_whole(tmp_path):
     # A repository sharing one file but not its tree is not a repository duplicate.
     rows.append(dict(repo_name="partial", path="m0.py", content=files["m0.py"], license_type="permissive"))
     rows.append(dict(repo_name="partial", path="own.py", content=" ".join(_words(50, "own", rng)), license_type="permissive"))
-    r = dedup(_table(rows), tmp_path / "idx", CFG, use_ray=False)
+    r = run_dedup(_table(rows), tmp_path / "idx", CFG, use_ray=False)
     reasons = {(x["repo_name"], x["path"]): x["reason"] for x in r.rejected.to_pylist()}
     assert {k: v for k, v in reasons.items() if k[0] == "clone"} == {("clone", p): "exact_duplicate_repo" for p in files}
     assert reasons[("partial", "m0.py")] == "exact_duplicate"
     assert ("partial", "own.py") in _kept(r)
     assert r.stats["exact_repo_removed"] == 3 and r.stats["exact_removed"] == 4
+
+
+def test_repository_trees_are_the_sorted_path_hash_lines():
+    names = ["b", "a", "b", "é", "a", "b"]
+    paths = ["z.py", "x.py", "ä/ü.py", "k", "X.py", "a.py"]
+    hashes = ["h1", "h2", "h3", "h4", "h2", "h1"]
+    prio = priority_table(pa.table({"repo_name": names, "path": paths}))
+    assert repo_trees(prio, pa.array(hashes)) == plain_repo_trees(names, paths, hashes)
 
 
 # --------------------------------------------------------------------------- incremental
@@ -170,9 +180,9 @@ def test_incremental_batch_gives_the_full_runs_kept_set(tmp_path):
     new_repos = set(repos[:: 10])  # ~10% of the repositories arrive later
     is_new = pa.array([r in new_repos for r in table.column("repo_name").to_pylist()])
     old, new = table.filter(pa.compute.invert(is_new)), table.filter(is_new)
-    full = dedup(table, tmp_path / "full", CFG, use_ray=False)
-    first = dedup(old, tmp_path / "inc", CFG, use_ray=False)
-    second = dedup(new, tmp_path / "inc", CFG, use_ray=False)
+    full = run_dedup(table, tmp_path / "full", CFG, use_ray=False)
+    first = run_dedup(old, tmp_path / "inc", CFG, use_ray=False)
+    second = run_dedup(new, tmp_path / "inc", CFG, use_ray=False)
     superseded = set(zip(second.superseded.column("repo_name").to_pylist(), second.superseded.column("path").to_pylist()))
     incremental = sorted((set(_kept(first)) - superseded) | set(_kept(second)))
     assert incremental == _kept(full)
@@ -186,27 +196,27 @@ def test_incremental_batch_gives_the_full_runs_kept_set(tmp_path):
 
 def test_new_better_copy_supersedes_the_indexed_one(tmp_path):
     ta, tb, _ = _pair_at(0.9, seed=11)
-    dedup(_table([dict(repo_name="old", path="f.py", content=ta, license_type="no_license")]), tmp_path / "idx", CFG, use_ray=False)
-    r = dedup(_table([dict(repo_name="new", path="f.py", content=tb, license_type="permissive")]), tmp_path / "idx", CFG, use_ray=False)
+    run_dedup(_table([dict(repo_name="old", path="f.py", content=ta, license_type="no_license")]), tmp_path / "idx", CFG, use_ray=False)
+    r = run_dedup(_table([dict(repo_name="new", path="f.py", content=tb, license_type="permissive")]), tmp_path / "idx", CFG, use_ray=False)
     assert _kept(r) == [("new", "f.py")]
     assert r.superseded.to_pylist() == [{"repo_name": "old", "path": "f.py", "reason": "near_duplicate", "detail": "new/f.py"}]
 
 
 def test_index_refuses_other_parameters(tmp_path):
-    dedup(_table([dict(repo_name="a", path="f.py", content="x y z w v u")]), tmp_path / "idx", CFG, use_ray=False)
+    run_dedup(_table([dict(repo_name="a", path="f.py", content="x y z w v u")]), tmp_path / "idx", CFG, use_ray=False)
     # The stored config is what indexes built before DedupParams hold: they still load.
     meta = json.loads((tmp_path / "idx" / "meta.json").read_text())
     assert meta["config"] == dict(ngram_size=5, num_perm=250, bands=25, rows=10, threshold=0.7, seed=42, min_tokens=5)
     assert meta["num_partitions"] == 3
     other = CFG.model_copy(update={"seed": 1})
     with pytest.raises(ValueError, match="meta.json: index built with"):
-        dedup(_table([dict(repo_name="b", path="f.py", content="x y z w v u")]), tmp_path / "idx", other, use_ray=False)
+        run_dedup(_table([dict(repo_name="b", path="f.py", content="x y z w v u")]), tmp_path / "idx", other, use_ray=False)
 
 
 def test_index_keeps_its_partitioning(tmp_path):
-    dedup(_table([dict(repo_name="a", path="f.py", content="x y z w v u")]), tmp_path / "idx", CFG, use_ray=False)
+    run_dedup(_table([dict(repo_name="a", path="f.py", content="x y z w v u")]), tmp_path / "idx", CFG, use_ray=False)
     more = CFG.model_copy(update={"num_partitions": 5})  # not part of the config an index refuses
-    dedup(_table([dict(repo_name="b", path="f.py", content="x y z w v t")]), tmp_path / "idx", more, use_ray=False)
+    run_dedup(_table([dict(repo_name="b", path="f.py", content="x y z w v t")]), tmp_path / "idx", more, use_ray=False)
     assert sorted(p.name for p in (tmp_path / "idx" / "seg-00001").glob("keys-*.npy")) == ["keys-00.npy", "keys-01.npy", "keys-02.npy"]
 
 
@@ -221,7 +231,7 @@ def test_bad_parameters_fail_naming_the_key(bad, match):
 
 def test_missing_columns_name_the_origin(tmp_path):
     with pytest.raises(ValueError, match=r"in\.parquet: missing required columns \['content'\]"):
-        dedup(_table([dict(repo_name="a", path="p")]), tmp_path / "idx", CFG, use_ray=False, origin="in.parquet")
+        run_dedup(_table([dict(repo_name="a", path="p")]), tmp_path / "idx", CFG, use_ray=False, name="in.parquet")
 
 
 # --------------------------------------------------------------------------- quality on real code
@@ -231,7 +241,7 @@ def test_decisions_agree_with_exact_jaccard_on_real_code(tmp_path):
     rows = []
     for i, (a, b) in enumerate(pairs):
         rows += [dict(repo_name=f"p{i:04d}a", path="f.py", content=a), dict(repo_name=f"p{i:04d}b", path="f.py", content=b)]
-    r = dedup(_table(rows), tmp_path / "idx", SEED, use_ray=False)
+    r = run_dedup(_table(rows), tmp_path / "idx", SEED, use_ray=False)
     cid = dict(zip(r.clusters.column("repo_name").to_pylist(), r.clusters.column("cluster_id").to_pylist()))
     j = np.array([exact_jaccard(a, b, SEED) for a, b in pairs])
     dup = np.array([cid.get(f"p{i:04d}a", -1) == cid.get(f"p{i:04d}b", -2) for i in range(len(pairs))])
@@ -242,19 +252,37 @@ def test_decisions_agree_with_exact_jaccard_on_real_code(tmp_path):
 
 
 # --------------------------------------------------------------------------- Ray, determinism, CLI
+def _same_outputs(a, b, tmp_path):
+    assert kept_rows(b, tmp_path / "b.kept.parquet").equals(kept_rows(a, tmp_path / "a.kept.parquet"))
+    assert b.kept_names.equals(a.kept_names)
+    assert b.clusters.equals(a.clusters)
+    assert b.rejected.equals(a.rejected)
+    assert b.stats == a.stats
+
+
+def test_four_row_groups_in_two_files_give_the_one_fragment_result(tmp_path):
+    """The map tasks read their own row groups: how the input is cut must not change a thing."""
+    table = _corpus(200, seed=9)
+    one = run_dedup(table, tmp_path / "one", CFG)
+    n = table.num_rows
+    for i, (s, e) in enumerate([(0, n // 3), (n // 3, n)]):
+        pq.write_table(table.slice(s, e - s), tmp_path / f"part-{i}.parquet", row_group_size=-(-(e - s) // 2))
+    source = ParquetSource.open([tmp_path / "part-0.parquet", tmp_path / "part-1.parquet"])
+    assert source.num_groups == 4 and source.num_rows == table.num_rows
+    four = dedup(source, tmp_path / "four", CFG, use_ray=False)
+    assert one.stats["near_removed"] > 0 and one.stats["exact_repo_removed"] > 0
+    _same_outputs(one, four, tmp_path)
+    for name in ("keys-00.npy", "ids-02.npy", "sig-00000.npy"):  # the index too, file for file
+        assert np.array_equal(np.load(tmp_path / "one" / "seg-00000" / name), np.load(tmp_path / "four" / "seg-00000" / name))
+    kept = pq.read_table(tmp_path / "b.kept.parquet")
+    assert kept.num_rows == one.stats["files_kept"] and kept.schema.equals(table.schema, check_metadata=False)
+
+
 def test_ray_and_local_runs_are_identical(tmp_path, ray_session):
     table = _corpus(200, seed=9)
-    # As read from several Parquet files: batches are cut across chunk boundaries.
-    table = pa.concat_tables([table.slice(0, 61), table.slice(61, 0), table.slice(61, 70), table.slice(131)])
-    assert table.column("content").num_chunks > 2
-    local = dedup(table, tmp_path / "a", CFG, use_ray=False)
-    again = dedup(table, tmp_path / "b", CFG, use_ray=False)
-    on_ray = dedup(table, tmp_path / "c", CFG, use_ray=True)
-    for other in (again, on_ray):
-        assert other.kept.equals(local.kept)
-        assert other.clusters.equals(local.clusters)
-        assert other.rejected.equals(local.rejected)
-        assert other.stats == local.stats
+    local = run_dedup(table, tmp_path / "a", CFG, row_groups=4)
+    on_ray = run_dedup(table, tmp_path / "c", CFG, use_ray=True, row_groups=4)
+    _same_outputs(local, on_ray, tmp_path)
     for name in ("keys-00.npy", "ids-02.npy", "sig-00000.npy"):
         assert np.array_equal(np.load(tmp_path / "a" / "seg-00000" / name), np.load(tmp_path / "c" / "seg-00000" / name))
 
