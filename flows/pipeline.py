@@ -2,6 +2,7 @@
 
     starflow run                  # what `make run` does
     starflow run --params params.tiny.yaml   # the whole DAG on the tiny configuration (~35 s)
+    starflow run --set train.lr=3e-4         # a parameter run: a DVC experiment (flows/experiments.py)
     dvc repro                     # the same DAG, driven by DVC (each stage: `starflow stage NAME`)
 
 While a run is in progress its MLflow run id is in ``STARFLOW_MLFLOW_PARENT_RUN_ID``, so that a
@@ -17,45 +18,96 @@ import shutil
 import time
 from pathlib import Path
 
-import yaml
 from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
 
-from flows import dvc_dag, tracking
+from flows import dvc_dag, experiments, tracking
 from flows.config import Params, load_params
+from flows.dvc_dag import DvcParams
 from flows.stages import STAGE_FLOWS
+from flows.tracking import MlflowParams
 from flows.workspace import PARAMS, WORK
-from ray_tasks.executor import ray_running, wants_ray
+from models.params import TrainParams
+from ray_tasks.attribution.params import AttributionParams
+from ray_tasks.curate.params import CurateParams
+from ray_tasks.dedup.params import DedupParams
+from ray_tasks.evaluate.params import EvaluateParams
+from ray_tasks.executor import RayParams, ray_running, wants_ray
+from ray_tasks.ingest.params import IngestParams
+from ray_tasks.tokenize.params import TokenizeParams
 from ray_tasks.tables import write_json_atomic
 
 
 @flow(name="starflow-pipeline")
-def pipeline(params: Params | None = None, force: list[str] | None = None, params_file: str = PARAMS) -> dict:
+def pipeline(
+    ingest: IngestParams | None = None,
+    dedup: DedupParams | None = None,
+    curate: CurateParams | None = None,
+    attribution: AttributionParams | None = None,
+    tokenize: TokenizeParams | None = None,
+    train: TrainParams | None = None,
+    evaluate: EvaluateParams | None = None,
+    ray: RayParams | None = None,
+    mlflow: MlflowParams | None = None,
+    dvc: DvcParams | None = None,
+    overrides: list[str] | None = None,
+    force: list[str] | None = None,
+    stages: list[str] | None = None,
+    params_file: str = PARAMS,
+    experiment: str | None = None,
+) -> dict:
     """Run every stale stage of dvc.yaml in order, with the settings of ``params_file``.
 
-    ``params`` (from the UI) are written to params.yaml first."""
+    A section given (the UI form has one per params.yaml section) replaces that section of
+    ``params_file``'s tree; ``overrides`` (``["train.lr=3e-4"]``, values parsed as YAML) are then
+    applied and validated against the tree, so an unknown key or a bad value fails here, before
+    any stage runs. When the result differs from ``params_file`` the run is a DVC experiment
+    (``flows/experiments.py``): it runs in a worktree of its own, named ``experiment`` or after
+    this flow run, and the working copy's params.yaml, dvc.lock and data/ stay as they were.
+    ``stages`` restricts the run to those stages (the stale or forced ones among them run);
+    ``force`` runs stages even when DVC finds them up to date."""
+    chosen = _stage_set(stages, "stages to run") if stages else set(STAGE_FLOWS)
+    force = _stage_set(force, "stages to force")
+    given = dict(ingest=ingest, dedup=dedup, curate=curate, attribution=attribution, tokenize=tokenize,
+                 train=train, evaluate=evaluate, ray=ray, mlflow=mlflow, dvc=dvc)
+    wanted = experiments.resolve(params_file, {k: v for k, v in given.items() if v is not None}, overrides or [])
     log = get_run_logger()
-    if params is not None:
-        _write_params(params)
-    force = set(force or [])
-    unknown = force - set(STAGE_FLOWS)
-    if unknown:
-        raise ValueError(f"unknown stages to force: {sorted(unknown)}")
-    with params_in_place(Path(params_file)):
-        params = load_params(PARAMS)
-        summary = _run_stale_stages(params, force, log)
+    if wanted.changed:
+        name = experiment or str(flow_run.name)
+        log.info("parameter run: DVC experiment %s with %s", name, wanted.changed)
+        with experiments.workspace(name, wanted):
+            summary = _run_stale_stages(wanted.params, chosen, force, log, experiment=name, changed=wanted.changed)
+        summary |= {"experiment": name, "changed": wanted.changed}
+    else:
+        with params_in_place(Path(params_file)):
+            params = load_params(PARAMS)
+            summary = _run_stale_stages(params, chosen, force, log)
     write_json_atomic(summary, WORK / "last_run.json")
     tracking.publish_markdown("pipeline", _report(summary))
     log.info("pipeline: %s", summary)
     return summary
 
 
-def _run_stale_stages(params: Params, force: set[str], log) -> dict:
+def _stage_set(names: list[str] | None, what: str) -> set[str]:
+    names = set(names or [])
+    if unknown := names - set(STAGE_FLOWS):
+        raise ValueError(f"unknown {what}: {sorted(unknown)}; expected some of {', '.join(STAGE_FLOWS)}")
+    return names
+
+
+def _run_stale_stages(params: Params, chosen: set[str], force: set[str], log,
+                      experiment: str | None = None, changed: dict | None = None) -> dict:
     ran: dict[str, float] = {}
     skipped: list[str] = []
+    excluded: list[str] = []
     parent_id: str | None = None
     session = contextlib.ExitStack()
     try:
         for stage in dvc_dag.stage_names():
+            if stage not in chosen:
+                excluded.append(stage)
+                log.info("stage %s is not among the stages asked for: left as it is", stage)
+                continue
             why = dvc_dag.changes(stage)
             if not why and stage not in force:
                 skipped.append(stage)
@@ -63,8 +115,8 @@ def _run_stale_stages(params: Params, force: set[str], log) -> dict:
                 continue
             log.info("stage %s is stale (%s): running", stage, why or "forced")
             if parent_id is None:
-                parent_id = tracking.start_pipeline_run(params)
-                session.enter_context(_parent_run_env(parent_id))
+                parent_id = tracking.start_pipeline_run(params, experiment=experiment, changed=changed)
+                session.enter_context(experiments.env_set({tracking.PARENT_RUN_ENV: parent_id}))
                 if wants_ray(params.ray, ray_up=False):
                     # Ray for every stage of this run, started with the first stale one: each stage
                     # alone would start and stop its own (7-10 s each on 2 cores).
@@ -80,7 +132,7 @@ def _run_stale_stages(params: Params, force: set[str], log) -> dict:
         raise
     finally:
         session.close()
-    summary = {"ran": list(ran), "skipped": skipped, "wall_s": ran, "dvc_pushed": pushed}
+    summary = {"ran": list(ran), "skipped": skipped, "excluded": excluded, "wall_s": ran, "dvc_pushed": pushed}
     if parent_id:
         tracking.finish_pipeline_run(parent_id, ran)
         summary["mlflow_parent_run_id"] = parent_id
@@ -110,29 +162,14 @@ def params_in_place(path: Path):
         os.replace(saved, target)
 
 
-@contextlib.contextmanager
-def _parent_run_env(run_id: str):
-    """``STARFLOW_MLFLOW_PARENT_RUN_ID`` set for the run (what stage runs in other processes nest under)."""
-    before = os.environ.get(tracking.PARENT_RUN_ENV)
-    os.environ[tracking.PARENT_RUN_ENV] = run_id
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(tracking.PARENT_RUN_ENV, None)
-        else:
-            os.environ[tracking.PARENT_RUN_ENV] = before
-
-
-def _write_params(params: Params) -> None:
-    path = Path(PARAMS)
-    new = params.model_dump(mode="json")
-    if not path.exists() or yaml.safe_load(path.read_text()) != new:
-        path.write_text(yaml.safe_dump(new, sort_keys=False))
-
-
 def _report(summary: dict) -> str:
-    lines = ["# StarFlow pipeline run", "", "| stage | status | wall s |", "|---|---|---|"]
+    lines = ["# StarFlow pipeline run", ""]
+    if "experiment" in summary:
+        changed = ", ".join(f"`{k}={v}`" for k, v in summary["changed"].items())
+        lines += [f"DVC experiment `{summary['experiment']}` ({changed}): `dvc exp show`, `dvc exp apply "
+                  f"{summary['experiment']}`", ""]
+    lines += ["| stage | status | wall s |", "|---|---|---|"]
     lines += [f"| {s} | ran | {t} |" for s, t in summary["wall_s"].items()]
     lines += [f"| {s} | up to date | |" for s in summary["skipped"]]
+    lines += [f"| {s} | not asked for | |" for s in summary["excluded"]]
     return "\n".join(lines)

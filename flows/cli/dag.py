@@ -1,6 +1,8 @@
 """The DAG commands: run it, run stages, see what is stale, print params, set up a workspace.
 
     starflow run [--params FILE] [--force STAGE]   # the whole DAG (stale stages only)
+    starflow run --set train.lr=3e-4 [--name NAME] # a DVC experiment; params.yaml untouched
+    starflow run --only evaluate                   # only that stage (when stale or forced)
     starflow stage NAME [NAME...]                  # stages, unconditionally, in one process
     starflow status | params | init
 """
@@ -27,15 +29,29 @@ dag_app = typer.Typer()
 def run(
     force: Annotated[Optional[list[str]], typer.Option("--force", "-f", help="run this stage even if DVC says it is up to date (repeatable)")] = None,
     params_path: ParamsOpt = Path("params.yaml"),
+    sets: Annotated[Optional[list[str]], typer.Option("--set", "-S", help="change one setting, dotted.key=value (YAML value; repeatable): the run is a DVC experiment")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", "-n", help="the experiment's name (default: the Prefect flow run's)")] = None,
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="run only this stage, if stale or forced (repeatable)")] = None,
 ) -> None:
     """Run the whole DAG as one Prefect flow run; only stages DVC finds stale execute.
 
     With ``--params FILE`` every stage runs with FILE's settings and DVC judges staleness
-    and records the lock against them; params.yaml is left as it was."""
+    and records the lock against them; params.yaml is left as it was. With ``--set`` the run
+    is a DVC experiment (``dvc exp show`` lists it): it runs in a worktree of its own, so
+    params.yaml, dvc.lock and data/ are left as they were."""
     load(params_path)
+    from flows.config import ConfigError
+    from flows.experiments import check_can_start, resolve
+
+    try:  # a bad key or value, or a taken name, ends here, before Prefect starts
+        if resolve(params_path, {}, sets or []).changed and name:
+            check_can_start(name)
+    except ConfigError as exc:
+        fail(exc)
     from flows.pipeline import pipeline
 
-    summary = pipeline(force=force or [], params_file=str(params_path))
+    summary = pipeline(force=force or [], stages=only or None, params_file=str(params_path), overrides=sets or [],
+                       experiment=name)
     typer.echo(json.dumps(summary, indent=2))
 
 
