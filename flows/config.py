@@ -18,6 +18,7 @@ import yaml
 from pydantic import Field, ValidationError
 
 from flows.dvc_dag import DvcParams
+from flows.serve_params import ServeParams
 from flows.tracking import MlflowParams
 from models.params import TrainParams
 from ray_tasks.attribution.params import AttributionParams
@@ -49,6 +50,7 @@ class Params(StageParams):
     ray: RayParams = Field(default_factory=RayParams)
     mlflow: MlflowParams = Field(default_factory=MlflowParams)
     dvc: DvcParams = Field(default_factory=DvcParams)
+    serve: ServeParams = Field(default_factory=ServeParams)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

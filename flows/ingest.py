@@ -1,23 +1,29 @@
 """Stage ``ingest``: sources -> ``data/ingest/files.parquet`` (+ rejected, repos, stats).
 
-The contract is ``ray_tasks/ingest/__init__.py``; the work is ``ray_tasks.ingest.stage.ingest``
-over the repositories ``ray_tasks.ingest.sources.repositories`` reads, in this process (reading
-sources is I/O and ScanCode's license index is loaded once per process). This flow writes
-``data/ingest`` and publishes the metrics.
+The contract is ``ray_tasks/ingest/__init__.py``. This flow lists the repositories (cheap, in
+this process), lets the executor choose Ray or this process for the input's size
+(``ray_tasks.executor.executor_session``), runs ``ray_tasks.ingest.stage.ingest_to`` into an
+``AtomicDir`` (groups of repositories read, decoded and license-scanned in parallel, written as
+they arrive), publishes the metrics, and keeps a Prefect progress artifact (``ingest-progress``)
+up to date from ``ray_tasks.progress``.
 """
 
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
-from rich.progress import track
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.context import FlowRunContext
 
 from flows import tracking
 from flows.config import Params
-from flows.workspace import FILES, REJECTED, stage_dir
+from flows.workspace import stage_dir
+from ray_tasks.executor import executor_session
 from ray_tasks.ingest.sources import SourceSkips, repositories
-from ray_tasks.ingest.stage import ingest, ingest_stats, repos_table
-from ray_tasks.stats import examples
-from ray_tasks.tables import AtomicDir, write_json_atomic, write_parquet_atomic
+from ray_tasks.ingest.stage import ingest_to
+from ray_tasks.progress import Progress, Snapshot
+from ray_tasks.tables import AtomicDir, write_json_atomic
+
+PROGRESS_KEY = "ingest-progress"  # a keyed artifact keeps its history on the Artifacts page
 
 
 @flow(name="stage-ingest")
@@ -26,17 +32,28 @@ def ingest_flow(params: Params, parent_run_id: str | None = None) -> dict:
     cfg = params.ingest
     with tracking.stage_run("ingest", params, parent_run_id):
         skips = SourceSkips()
-        repos = list(track(repositories(cfg.sources, skips=skips), description="scan repositories", transient=True))
-        log.info("ingesting %d repositories", len(repos))
-        files, rejected = ingest(track(repos, description="ingest", transient=True), cfg, source_skips=skips.files)
-        summary = repos_table(repos)
-        stats = ingest_stats(summary, files, rejected)
-        with AtomicDir(stage_dir("ingest")) as out:
-            write_parquet_atomic(files, out / FILES)
-            write_parquet_atomic(rejected, out / REJECTED)
-            if repos:
-                write_parquet_atomic(summary, out / "repos.parquet")
-            write_json_atomic({**stats, "rejected_examples": examples(rejected)}, out / "stats.json")
-        tracking.publish_metrics("ingest", stats)
-        log.info("ingest: %s", stats)
-    return stats
+        repos = list(repositories(cfg.sources, skips=skips))
+        n_files, n_bytes = sum(len(r.files) for r in repos), sum(r.size_hint for r in repos)
+        log.info("ingesting %d repositories, %d files, %.1f MB", len(repos), n_files, n_bytes / 1e6)
+        with executor_session(params.ray, n_bytes) as use_ray, AtomicDir(stage_dir("ingest")) as out, \
+                Progress("ingest", files=n_files, bytes=n_bytes, repos=len(repos), hook=progress_artifact(),
+                         logger=log) as progress:
+            stats = ingest_to(out, repos, cfg, use_ray, source_skips=skips.files, progress=progress)
+            write_json_atomic(stats, out / "stats.json")
+        metrics = {k: v for k, v in stats.items() if k != "rejected_examples"}
+        tracking.publish_metrics("ingest", metrics)
+        log.info("ingest: %s", metrics)
+    return metrics
+
+
+def progress_artifact():
+    """A ``Progress`` hook that keeps the ``ingest-progress`` artifact of this flow run current
+    (None outside a flow run: artifacts need one)."""
+    if FlowRunContext.get() is None:
+        return None
+    artifact_id = create_progress_artifact(0.0, key=PROGRESS_KEY, description="ingest: listing done, starting")
+
+    def update(snapshot: Snapshot) -> None:
+        update_progress_artifact(artifact_id, progress=round(100 * snapshot.fraction, 1), description=snapshot.line())
+
+    return update

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-import flows  # noqa: F401  (embedded-default environment, before Prefect loads)
+# A developer's running `starflow server` must not capture the suite (flows/servers.py).
+os.environ.setdefault("STARFLOW_NO_SERVERS", "1")
+
+import flows  # noqa: F401,E402  (embedded-default environment, before Prefect loads)
 
 MIT = """MIT License
 

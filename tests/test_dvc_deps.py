@@ -9,7 +9,8 @@ stage's flow (``flows/<stage>.py``) and, transitively, every project module it i
 Some edges are not followed: ``flows/config.py`` assembles every stage's params section, but
 a stage depends on the *code* of its own section only; the other sections' values cannot reach
 it (DVC tracks each stage's values through ``params:``), so from flows/config.py the packages of
-other stages' params (their ``params.py`` and ``__init__.py``) are not followed.
+other stages' params (their ``params.py`` and ``__init__.py``) and sections no stage reads are
+not followed.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ OWN_PARAMS = {
     "train": "models/params.py", "evaluate": "ray_tasks/evaluate/params.py",
 }
 """The params module of each stage: the one section of flows/config.py a stage's code reads."""
+NO_STAGE_SECTIONS = {"flows/serve_params.py"}
+"""Sections of flows/config.py that no stage reads (``serve``: the deployments' schedule)."""
 
 
 def module_file(name: str) -> str | None:
@@ -81,7 +84,8 @@ def stage_files(stage: str) -> set[str]:
             continue
         seen.add(path)
         for dep in imports_of(path):
-            if path == CONFIG and any(_in_package(dep, other) for other in STAGES if other != stage):
+            if path == CONFIG and (dep in NO_STAGE_SECTIONS
+                                   or any(_in_package(dep, other) for other in STAGES if other != stage)):
                 continue
             todo.append(dep)
     for path in list(seen):  # package data travels with its code

@@ -23,6 +23,12 @@ from __future__ import annotations
 import typer
 
 import flows  # noqa: F401  (sets embedded-default environment before Prefect loads)
+from flows.servers import export_server_env
+
+# PREFECT_API_URL / MLFLOW_TRACKING_URI of this workspace's `starflow server`, when it is up, for
+# every command (and what it starts: `dvc repro`'s stages, served runs). Here, not in flows/__init__,
+# so that stage code does not import it (DVC would count it as every stage's code).
+export_server_env()
 from flows.cli.curation import curate_command, lang_app, license_app
 from flows.cli.dag import dag_app
 from flows.cli.dedup import dedup_command

@@ -18,15 +18,31 @@ Outputs in ``data/ingest/``:
   license_files, files`` per repository (absent when there is none).
 * ``stats.json``: the metrics below plus ``rejected_examples``.
 
+Each output is one Parquet file written as results arrive, in row groups of at most
+``row_group_bytes`` of content (readers can read a row group at a time), rather than a folder
+of part files: the tables downstream stages read keep their one path, and an output that fits
+one row group (the default corpus) is byte-identical to writing the whole table at once.
+
 Params: ``params.yaml: ingest``, ``IngestParams`` in ``params.py`` (sources, ``max_file_bytes``,
-``opt_out``). Runs in one process: reading is I/O, and ScanCode's license index
-(``license_scan.py``) is loaded once.
+``opt_out``, and the memory knobs ``batch_bytes``, ``max_in_flight``, ``row_group_bytes``).
+
+How it runs: the sources list repositories in the driver (names, paths, sizes; a Parquet
+source only its ``repo_name`` column, a row group at a time). Repositories are grouped into
+units of about ``batch_bytes`` (``groups.py``); each group is read, decoded and
+license-scanned as one Ray task when the executor chooses Ray (``ray_tasks.executor``), else
+in this process, at most ``max_in_flight`` groups at a time, and its rows are written in
+group order as they arrive (``parquet_stream.py``), so outputs are the same either way and
+the driver never holds a whole table. License files that are a known license text are
+answered by a hash of their normalised text (``license_known.py``); only the rest loads
+ScanCode (``license_scan.py``, once per process). Progress (files, bytes, repositories, rate,
+ETA) goes to the log and, from the flow, to a Prefect progress artifact (``ray_tasks.progress``).
 
 Metrics (``metrics/ingest.json``, ``stage.ingest_stats``): ``repositories, files_seen,
 files_kept, files_rejected, bytes_kept, rejected_by_reason, repositories_by_license_type,
 files_by_license_type, non_utf8_files``.
 
-Entry: ``stage.ingest`` over ``sources.repositories`` (licenses: ``licenses.py`` finds and
+Entry: ``stage.ingest_to`` over ``sources.repositories`` (``stage.ingest``: the same in memory,
+for small inputs and tests; licenses: ``licenses.py`` finds and
 classifies them, ``license_scan.py`` runs ScanCode); the flow is ``flows/ingest.py``, the
 commands ``flows/cli/curation.py`` (``starflow license detect``, ``starflow curate``).
 """

@@ -1,5 +1,9 @@
 """License texts -> SPDX ids, with ScanCode toolkit (the scanner The Stack v2 used).
 
+A text that is one of ScanCode's known license texts is answered by the fast first pass
+(``license_known.py``: a hash of the normalised text) without loading ScanCode at all;
+only the rest is scanned.
+
 ScanCode is slow to load (its license index, ~6 s and a few hundred MB per
 process) and its matching costs 5 ms-1.5 s per text, so results are cached by
 the text's hash: most repositories carry one of a few dozen license texts.
@@ -69,7 +73,18 @@ def _scan_cached(digest: str, text: str) -> tuple[str, ...]:
 
 
 def scan_text(text: str) -> list[str]:
-    """SPDX ids (``LicenseRef-scancode-*`` for non-SPDX licenses) detected in a text."""
+    """SPDX ids (``LicenseRef-scancode-*`` for non-SPDX licenses) detected in a text: a known
+    license text's ids, else ScanCode's."""
+    from ray_tasks.ingest.license_known import known_license
+
+    if not text.strip():
+        return []
+    known = known_license(text)
+    return known if known is not None else scancode_ids(text)
+
+
+def scancode_ids(text: str) -> list[str]:
+    """ScanCode alone (what the fast pass is measured against)."""
     if not text.strip():
         return []
     return list(_scan_cached(hashlib.sha1(text.encode("utf-8", "replace")).hexdigest(), text))

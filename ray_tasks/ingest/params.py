@@ -67,6 +67,21 @@ class IngestParams(StageParams):
     """Files of this size or more are skipped (The Stack v2: 10 MiB)."""
     opt_out: list[str] = Field(default_factory=list)
     """Repositories whose owners opted out: exact names or globs (``owner/*``), case-insensitive. Never ingested."""
+    batch_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    """Bytes of source files per unit of parallel work (one task: a group of whole repositories,
+    read, decoded and license-scanned together; a repository bigger than this is a group alone).
+    Smaller groups spread better over workers and hold less memory each; larger ones cost less
+    scheduling. A worker holds about 3x this (raw bytes, decoded text, Arrow table)."""
+    max_in_flight: int = Field(default=4, gt=0)
+    """Groups submitted and not yet written, at most: with ``batch_bytes`` it bounds the memory of
+    results waiting to be written (about ``max_in_flight * batch_bytes`` in Ray's object store).
+    At least the number of workers (``ray.num_cpus`` or the cluster's CPUs) keeps them all busy;
+    twice that hides uneven groups."""
+    row_group_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    """Content bytes per Parquet row group of the outputs: the driver buffers at most this much
+    before writing; readers can read row groups one at a time. Dedup holds about three row
+    groups' content at once, so this bounds its memory too (128 MiB made its peak grow with the
+    corpus, 16 MiB did not: benchmarks/dedup_memory.py)."""
 
 SOURCE_KINDS = frozenset(k for cls in (PythonEnvSource, DirectorySource, GitSource, TableSource)
                          for k in cls.model_fields["kind"].annotation.__args__)

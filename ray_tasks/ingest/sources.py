@@ -7,11 +7,18 @@ Sources (``ingest.sources`` entries):
 - ``parquet`` / ``jsonl``: one row per file in The Stack v2's schema (``repo_name``,
   ``path``, ``content`` + its metadata columns), or any schema through a column mapping.
 
-A reader yields ``Repository`` records whose files are raw bytes (or text
-already decoded by a table source): deciding what is binary, undecodable or
-too large is ingest's job, so every skip is counted in one place. Licenses are
-resolved here because only the reader knows where a repository's license
-metadata and license files live.
+A reader yields ``Repository`` records cheaply, in the driver: names, paths and where
+the bytes are, never the bytes themselves. Reading, decoding and license detection
+happen later, per group of repositories, wherever the executor runs them
+(``stage.ingest_group``): ``Repository.licenses`` is detected on first use from what
+the reader recorded (``license_files`` of a dist-info, the license-like paths of a
+folder or of a table's rows), because only the reader knows where a repository's
+license metadata and license files live. Deciding what is binary, undecodable or
+too large is ingest's job, so every skip is counted in one place.
+
+Parquet sources are listed from their ``repo_name`` column one row group at a time
+and read by row group in the workers (``load_rows``); a JSONL file has no row groups
+and is read whole when listed (convert big JSONL corpora to Parquet).
 """
 
 from __future__ import annotations
@@ -55,17 +62,42 @@ class RawFile:
 
 
 @dataclass
+class RowGroups:
+    """Where a table repository's rows are: row groups of Parquet files, read by ``load_rows``."""
+
+    fmt: str
+    columns: dict[str, str]
+    max_files: int | None
+    parts: list[tuple[str, int]]
+    """(Parquet file, row group index) in reading order."""
+
+
+@dataclass
 class Repository:
     name: str
     source: str
-    licenses: RepoLicenses
+    known_licenses: RepoLicenses | None = None
+    """Licenses when already known; None: detected on first use of ``licenses`` (in a worker)."""
     files: list[str] = field(default_factory=list, repr=False)
     """Paths inside the repository ('/'-separated), read from ``root``; or the rows' paths."""
     root: Path | None = None
     rows: list[RawFile] | None = field(default=None, repr=False)
-    """Files already in memory (table sources)."""
+    """Files already in memory (table sources), or None until ``load_rows`` reads ``row_groups``."""
     meta: dict[str, Any] = field(default_factory=dict)
     """Repository metadata: stars, forks, revision... (Stack v2 column names)."""
+    declared: list[str] | None = None
+    """The source's declared license ids (PyPI metadata, ``gha_license_id``)."""
+    license_files: dict[str, Path] | None = None
+    """python_env: dist-info license files (RECORD path -> installed path), scanned on first use."""
+    row_groups: RowGroups | None = None
+    size_hint: int = 0
+    """Bytes this repository will read (an estimate from the listing), for batching and progress."""
+
+    @property
+    def licenses(self) -> RepoLicenses:
+        if self.known_licenses is None:
+            self.known_licenses = detect_licenses(self)
+        return self.known_licenses
 
     @property
     def license_type(self) -> str:
@@ -132,30 +164,48 @@ def python_env_repositories(distributions: list[str], max_files: int | None) -> 
         )
         if max_files is not None:
             rels = rels[:max_files]
-        licenses = RepoLicenses(declared=sorted(licenses_from_metadata(dist.metadata)))
-        licenses.files = dist_license_files(dist)
-        for lic_path, ids in licenses.files.items():
-            directory = license_dir_in_dist(lic_path)
-            licenses.by_dir[directory] = sorted(set(licenses.by_dir.get(directory, [])) | set(ids))
-        yield Repository(name=f"pypi/{name}", source="python_env", licenses=licenses, files=rels, root=base,
-                         meta={"revision_id": dist.version})
+        sizes = {f.as_posix(): f.size for f in dist.files or []}
+        yield Repository(name=f"pypi/{name}", source="python_env", files=rels, root=base,
+                         meta={"revision_id": dist.version}, declared=sorted(licenses_from_metadata(dist.metadata)),
+                         license_files=dist_license_paths(dist), size_hint=sum(int(sizes.get(r) or 0) for r in rels))
     missing = wanted - seen
     if missing:
         raise ValueError(f"ingest.sources: distributions not installed in this environment: {sorted(missing)}")
 
 
+def dist_license_paths(dist) -> dict[str, Path]:
+    """The license-like files of a distribution's dist-info (RECORD path -> installed path)."""
+    return {f.as_posix(): Path(dist.locate_file(f)) for f in dist.files or []
+            if any(p.endswith(".dist-info") for p in f.parts) and is_license_file(f.name)}
+
+
 def dist_license_files(dist) -> dict[str, list[str]]:
     """ScanCode's findings for each license-like file of a distribution's dist-info."""
+    return scan_license_paths(dist_license_paths(dist))
+
+
+def scan_license_paths(paths: dict[str, Path]) -> dict[str, list[str]]:
+    """License ids found in each file (files that cannot be read or hold none are left out)."""
     found: dict[str, list[str]] = {}
-    for f in dist.files or []:
-        if any(p.endswith(".dist-info") for p in f.parts) and is_license_file(f.name):
-            try:
-                ids = sorted(licenses_from_text(Path(dist.locate_file(f)).read_text(errors="replace")))
-            except OSError:
-                continue
-            if ids:
-                found[f.as_posix()] = ids
+    for rel, path in paths.items():
+        try:
+            ids = sorted(licenses_from_text(path.read_text(errors="replace")))
+        except OSError:
+            continue
+        if ids:
+            found[rel] = ids
     return found
+
+
+def dist_licenses(declared: list[str], license_files: dict[str, Path]) -> RepoLicenses:
+    """A distribution's licenses: declared by its metadata, found in its dist-info license files,
+    each applying to the installed directory it came from (``license_dir_in_dist``)."""
+    licenses = RepoLicenses(declared=list(declared))
+    licenses.files = scan_license_paths(license_files)
+    for lic_path, ids in licenses.files.items():
+        directory = license_dir_in_dist(lic_path)
+        licenses.by_dir[directory] = sorted(set(licenses.by_dir.get(directory, [])) | set(ids))
+    return licenses
 
 
 def license_dir_in_dist(path: str) -> str:
@@ -197,8 +247,18 @@ def folder_repository(repo_dir: Path, name: str, source: str, max_files: int | N
     rels = sorted(rels if rels is not None else walk(repo_dir))
     if max_files is not None:
         rels = rels[:max_files]
-    licenses = scan_repository(rels, _read_text(repo_dir))
-    return Repository(name=name, source=source, licenses=licenses, files=rels, root=repo_dir, meta=meta or {})
+    return Repository(name=name, source=source, files=rels, root=repo_dir, meta=meta or {},
+                      size_hint=_sizes(repo_dir, rels))
+
+
+def _sizes(root: Path, rels: list[str]) -> int:
+    total = 0
+    for rel in rels:
+        try:
+            total += (root / rel).stat().st_size
+        except OSError:
+            pass
+    return total
 
 
 def walk(repo_dir: Path) -> Iterator[str]:
@@ -291,10 +351,7 @@ def table_files(path: str | Path, fmt: str) -> list[Path]:
 
 
 def read_table_file(path: Path, fmt: str) -> pa.Table:
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(path)
+    """A whole JSONL file (JSONL has no row groups; Parquet is read by row group instead)."""
     import pyarrow.json as pj
 
     return pj.read_json(path, read_options=pj.ReadOptions(block_size=1 << 24))
@@ -302,7 +359,8 @@ def read_table_file(path: Path, fmt: str) -> pa.Table:
 
 def table_repositories(path: str | Path, fmt: str, columns: dict[str, str], max_files: int | None,
                        skipped: list[RawFile]) -> Iterator[Repository]:
-    """Repositories from Parquet/JSONL rows (one row per file), grouped by ``repo_name``.
+    """Repositories from Parquet/JSONL rows (one row per file), grouped by ``repo_name`` in order of
+    first appearance, each repository's rows in path order.
 
     ``columns`` maps StarFlow's names to the source's (``{"content": "text"}``).
     A file that cannot be read is a counted skip in ``skipped`` (named, with the
@@ -311,47 +369,134 @@ def table_repositories(path: str | Path, fmt: str, columns: dict[str, str], max_
     Licenses: per-file ``detected_licenses``/``license_type`` columns are
     honoured when present; otherwise ``gha_license_id`` is the declared license
     and license-like rows of the repository are scanned.
+    Parquet: only the ``repo_name`` column is read here, a row group at a time; the rows
+    themselves are read by row group where the repository is ingested (``load_rows``).
     """
+    if fmt == "parquet":
+        yield from _parquet_repositories(table_files(path, fmt), columns, max_files, skipped)
+        return
     by_repo: dict[str, list[RawFile]] = {}
-    meta_by_repo: dict[str, dict[str, Any]] = {}
     for f in table_files(path, fmt):
         try:
             table = read_table_file(f, fmt)
         except (OSError, pa.ArrowException) as exc:
-            skipped.append(RawFile(f"<{fmt}>", str(f), None, 0, error=f"unreadable_{fmt}: {str(exc)[:300]}"))
+            skipped.append(_unreadable(f, fmt, exc))
             continue
-        table = _map_columns(table, columns, f)
-        for row in table.to_pylist():
-            text = row["content"]
-            repo = row["repo_name"] or "<unknown>"
-            meta = {k: row[k] for k in STACK_META_COLUMNS if row.get(k) is not None}
-            if text is None:
-                raw = RawFile(repo, row["path"], None, 0, error="no_content", meta=meta)
-            else:
-                size = row.get("length_bytes") or len(text.encode("utf-8", "surrogatepass"))
-                raw = RawFile(repo, row["path"], None, int(size), text=text, meta=meta)
-            by_repo.setdefault(repo, []).append(raw)
-            for k in ("star_events_count", "fork_events_count", "revision_id", "revision_date", "visit_date", "gha_license_id"):
-                if k in meta:
-                    meta_by_repo.setdefault(repo, {}).setdefault(k, meta[k])
+        for raw in _raw_rows(_map_columns(table, columns, f)):
+            by_repo.setdefault(raw.repo_name, []).append(raw)
     for repo, rows in by_repo.items():
-        rows = sorted(rows, key=lambda r: r.path)[:max_files]  # max_files None: all
-        meta = meta_by_repo.get(repo, {})
-        gha = meta.get("gha_license_id")
-        texts = {r.path: r.text for r in rows}
-        licenses = scan_repository(list(texts), texts.get, declared=sorted(spdx_from_expression(gha)) if gha else None)
-        yield Repository(name=repo, source=fmt, licenses=licenses, files=[r.path for r in rows], rows=rows, meta=meta)
+        yield _table_repository(repo, fmt, rows, max_files)
+
+
+def _unreadable(f: Path, fmt: str, exc: Exception) -> RawFile:
+    return RawFile(f"<{fmt}>", str(f), None, 0, error=f"unreadable_{fmt}: {str(exc)[:300]}")
+
+
+def _parquet_repositories(files: list[Path], columns: dict[str, str], max_files: int | None,
+                          skipped: list[RawFile]) -> Iterator[Repository]:
+    import pyarrow.parquet as pq
+
+    parts: dict[str, list[tuple[str, int]]] = {}
+    sizes: dict[str, float] = {}
+    repo_column = columns.get("repo_name", "repo_name")
+    for f in files:
+        try:
+            pf = pq.ParquetFile(f)
+        except (OSError, pa.ArrowException) as exc:
+            skipped.append(_unreadable(f, "parquet", exc))
+            continue
+        _check_columns(pf.schema_arrow.names, columns, f)
+        for rg in range(pf.metadata.num_row_groups):
+            names = pf.read_row_group(rg, columns=[repo_column]).column(0).to_pylist()
+            per_row = pf.metadata.row_group(rg).total_byte_size / max(len(names), 1)
+            for name in names:
+                name = name or "<unknown>"
+                where = parts.setdefault(name, [])
+                if not where or where[-1] != (str(f), rg):
+                    where.append((str(f), rg))
+                sizes[name] = sizes.get(name, 0) + per_row
+    for name, where in parts.items():
+        yield Repository(name=name, source="parquet", row_groups=RowGroups("parquet", columns, max_files, where),
+                         size_hint=int(sizes[name]))
+
+
+def load_rows(repos: list[Repository]) -> list[Repository]:
+    """The same repositories with their rows in memory: each row group a Parquet repository names is
+    read once for the whole group of repositories, then dropped."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    cache: dict[tuple[str, int], pa.Table] = {}
+    out = []
+    for repo in repos:
+        spec = repo.row_groups
+        if spec is None or repo.rows is not None:
+            out.append(repo)
+            continue
+        rows: list[RawFile] = []
+        for f, rg in spec.parts:
+            if (f, rg) not in cache:
+                cache[(f, rg)] = _map_columns(pq.ParquetFile(f).read_row_group(rg), spec.columns, Path(f))
+            table = cache[(f, rg)]
+            names = pc.fill_null(table.column("repo_name"), "<unknown>")
+            rows += _raw_rows(table.filter(pc.equal(names, repo.name)))
+        loaded = _table_repository(repo.name, spec.fmt, rows, spec.max_files)
+        loaded.size_hint = repo.size_hint
+        out.append(loaded)
+    return out
+
+
+def _raw_rows(table: pa.Table) -> Iterator[RawFile]:
+    for row in table.to_pylist():
+        text = row["content"]
+        repo = row["repo_name"] or "<unknown>"
+        meta = {k: row[k] for k in STACK_META_COLUMNS if row.get(k) is not None}
+        if text is None:
+            yield RawFile(repo, row["path"], None, 0, error="no_content", meta=meta)
+        else:
+            size = row.get("length_bytes") or len(text.encode("utf-8", "surrogatepass"))
+            yield RawFile(repo, row["path"], None, int(size), text=text, meta=meta)
+
+
+def _table_repository(name: str, fmt: str, rows: list[RawFile], max_files: int | None) -> Repository:
+    meta: dict[str, Any] = {}
+    for row in rows:  # the first value each repository-level column has
+        for k in ("star_events_count", "fork_events_count", "revision_id", "revision_date", "visit_date", "gha_license_id"):
+            if k in row.meta:
+                meta.setdefault(k, row.meta[k])
+    rows = sorted(rows, key=lambda r: r.path)[:max_files]  # max_files None: all
+    gha = meta.get("gha_license_id")
+    return Repository(name=name, source=fmt, files=[r.path for r in rows], rows=rows, meta=meta,
+                      declared=sorted(spdx_from_expression(gha)) if gha else None,
+                      size_hint=sum(r.size for r in rows))
+
+
+def detect_licenses(repo: Repository) -> RepoLicenses:
+    """A repository's licenses from what its reader recorded (run where the repository is ingested)."""
+    if repo.license_files is not None:
+        return dist_licenses(repo.declared or [], repo.license_files)
+    if repo.rows is not None:
+        texts = {r.path: r.text for r in repo.rows}
+        return scan_repository(list(texts), texts.get, declared=repo.declared)
+    if repo.row_groups is not None:
+        return load_rows([repo])[0].licenses
+    return scan_repository(repo.files, _read_text(repo.root), declared=repo.declared)
+
+
+def _check_columns(names: list[str], columns: dict[str, str], path: Path) -> None:
+    renames = {theirs: ours for ours, theirs in columns.items()}
+    missing = [c for c in REQUIRED_TABLE_COLUMNS if c not in [renames.get(n, n) for n in names]]
+    if missing:
+        raise ValueError(
+            f"ingest.sources: {path} lacks column(s) {missing}; it has {names}. "
+            f"Map yours with `columns: {{content: <your column>, ...}}`."
+        )
 
 
 def _map_columns(table: pa.Table, columns: dict[str, str], path: Path) -> pa.Table:
+    _check_columns(table.column_names, columns, path)
     renames = {theirs: ours for ours, theirs in columns.items()}
     table = table.rename_columns([renames.get(c, c) for c in table.column_names])
-    missing = [c for c in REQUIRED_TABLE_COLUMNS if c not in table.column_names]
-    if missing:
-        raise ValueError(
-            f"ingest.sources: {path} lacks column(s) {missing}; it has {table.column_names}. "
-            f"Map yours with `columns: {{content: <your column>, ...}}`."
-        )
     for col in table.column_names:  # timestamps -> ISO strings, so rows compare across sources
         if pa.types.is_timestamp(table.schema.field(col).type) or pa.types.is_date(table.schema.field(col).type):
             table = table.set_column(table.column_names.index(col), col, table.column(col).cast(pa.string()))

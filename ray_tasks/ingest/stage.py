@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from ray_tasks.ingest.groups import group_by_bytes, map_ordered
 from ray_tasks.ingest.params import IngestParams
-from ray_tasks.ingest.sources import RawFile, Repository, read_files
-from ray_tasks.stats import breakdown
-from ray_tasks.tables import reason_counts, rejected_table
+from ray_tasks.ingest.parquet_stream import ParquetStream
+from ray_tasks.ingest.sources import RawFile, Repository, load_rows, read_files
+from ray_tasks.progress import Progress
+from ray_tasks.stats import EXAMPLES_PER_REASON, examples
+from ray_tasks.tables import REJECTED_SCHEMA, reason_counts, rejected_table
 
 FILES_SCHEMA = pa.schema(
     [
@@ -93,8 +99,25 @@ def opted_out(repo_name: str, patterns: Sequence[str]) -> bool:
 
 def ingest(repositories: Iterable[Repository], cfg: IngestParams,
            source_skips: Iterable[RawFile] = ()) -> tuple[pa.Table, pa.Table]:
-    """(files table, rejected table) for the given repositories, with ``cfg``'s size cap and
-    opt-out list; ``source_skips`` are files a source could not hand over (counted as rejected)."""
+    """(files table, rejected table) for the given repositories, in this process and in memory
+    (small inputs, tests); the stage streams the same groups to files with ``ingest_to``."""
+    part = ingest_group(list(repositories), cfg)
+    return part.files, pa.concat_tables([part.rejected, skips_table(source_skips)])
+
+
+@dataclass
+class GroupResult:
+    """What one group of repositories gives: its rows of the three tables."""
+
+    files: pa.Table
+    rejected: pa.Table
+    repos: pa.Table
+
+
+def ingest_group(repositories: list[Repository], cfg: IngestParams) -> GroupResult:
+    """Read, decode and license-scan a group of repositories (one unit of parallel work), with
+    ``cfg``'s size cap and opt-out list; rows in repository order, files in path order."""
+    repositories = load_rows(repositories)
     kept: list[dict] = []
     rejected: list[dict] = []
     for repo in repositories:
@@ -109,8 +132,44 @@ def ingest(repositories: Iterable[Repository], cfg: IngestParams,
                 rejected.append(_reject(raw, decoded.reason, sha, raw.error))
                 continue
             kept.append(_row(repo, raw, decoded, sha))
-    rejected += [_reject(s, s.error.split(":")[0], None, s.error) for s in source_skips]
-    return pa.Table.from_pylist(kept, schema=FILES_SCHEMA), rejected_table(rejected)
+    return GroupResult(pa.Table.from_pylist(kept, schema=FILES_SCHEMA), rejected_table(rejected),
+                       repos_table(repositories))
+
+
+def skips_table(source_skips: Iterable[RawFile]) -> pa.Table:
+    """Rejected rows for files a source could not hand over (a broken Parquet file...)."""
+    return rejected_table([_reject(s, s.error.split(":")[0], None, s.error) for s in source_skips])
+
+
+def ingest_to(out_dir: Path, repositories: Sequence[Repository], cfg: IngestParams, use_ray: bool,
+              source_skips: Iterable[RawFile] = (), progress: Progress | None = None) -> dict:
+    """The stage: every repository ingested in groups of about ``cfg.batch_bytes`` (on Ray when
+    ``use_ray``, at most ``cfg.max_in_flight`` at a time), each group's rows written as it arrives
+    to ``files.parquet``, ``rejected.parquet`` and ``repos.parquet`` in ``out_dir``, in repository
+    order; returns ``stats.json``'s content. ``out_dir`` should be an ``AtomicDir``."""
+    groups = group_by_bytes(list(repositories), [_read_bytes(r, cfg) for r in repositories], cfg.batch_bytes)
+    account = IngestAccount()
+    with ParquetStream(out_dir / "files.parquet", FILES_SCHEMA, cfg.row_group_bytes) as files, \
+            ParquetStream(out_dir / "rejected.parquet", REJECTED_SCHEMA, cfg.row_group_bytes) as rejected, \
+            ParquetStream(out_dir / "repos.parquet", REPOS_SCHEMA, cfg.row_group_bytes, empty_ok=False) as repos:
+        results = map_ordered(ingest_group, groups, {"cfg": cfg}, use_ray=use_ray, max_in_flight=cfg.max_in_flight)
+        for group, part in zip(groups, results):
+            files.write(part.files)
+            rejected.write(part.rejected)
+            repos.write(part.repos)
+            account.add(part.repos, part.files, part.rejected)
+            if progress is not None:
+                progress.advance(files=part.files.num_rows + part.rejected.num_rows, repos=len(group),
+                                 bytes=sum(r.size_hint for r in group))
+        skipped = skips_table(source_skips)
+        rejected.write(skipped)
+        account.add(REPOS_SCHEMA.empty_table(), FILES_SCHEMA.empty_table(), skipped)
+    return {**account.stats(), "rejected_examples": account.examples}
+
+
+def _read_bytes(repo: Repository, cfg: IngestParams) -> int:
+    """The bytes a repository's group will read (opted-out repositories read nothing)."""
+    return 0 if opted_out(repo.name, cfg.opt_out) else repo.size_hint
 
 
 def _row(repo: Repository, raw: RawFile, decoded: Decoded, sha: str | None) -> dict:
@@ -146,6 +205,11 @@ def _reject(raw: RawFile, reason: str, sha: str | None, detail: str | None) -> d
                 sha256=sha, detail=detail)
 
 
+REPOS_SCHEMA = pa.schema([("repo_name", pa.string()), ("source", pa.string()), ("license_type", pa.string()),
+                          ("detected_licenses", pa.string()), ("declared_licenses", pa.string()),
+                          ("license_files", pa.string()), ("files", pa.int64())])
+
+
 def repos_table(repositories: Iterable[Repository]) -> pa.Table:
     """``repos.parquet``: one row per repository with its licenses (comma-joined) and file count."""
     return pa.Table.from_pylist([
@@ -153,19 +217,60 @@ def repos_table(repositories: Iterable[Repository]) -> pa.Table:
          "detected_licenses": ",".join(r.detected_licenses), "declared_licenses": ",".join(r.licenses.declared),
          "license_files": ",".join(sorted(r.licenses.files)), "files": len(r.files)}
         for r in repositories
-    ])
+    ], schema=REPOS_SCHEMA)
 
 
 def ingest_stats(repos: pa.Table, files: pa.Table, rejected: pa.Table) -> dict:
-    """The metrics (``metrics/ingest.json``); ``stats.json`` adds ``rejected_examples``."""
-    return {
-        "repositories": repos.num_rows,
-        "files_seen": files.num_rows + rejected.num_rows,
-        "files_kept": files.num_rows,
-        "files_rejected": rejected.num_rows,
-        "bytes_kept": int(sum(files.column("length_bytes").to_pylist())),
-        "rejected_by_reason": reason_counts(rejected),
-        "repositories_by_license_type": {k: v["files"] for k, v in breakdown(repos, "license_type").items()},
-        "files_by_license_type": {k: v["files"] for k, v in breakdown(files, "license_type").items()},
-        "non_utf8_files": int(sum(1 for e in files.column("src_encoding").to_pylist() if e != "UTF-8")),
-    }
+    """The metrics (``metrics/ingest.json``) of whole tables; ``stats.json`` adds ``rejected_examples``."""
+    account = IngestAccount()
+    account.add(repos, files, rejected)
+    return account.stats()
+
+
+class IngestAccount:
+    """The metrics, summed group by group as the stage writes them (the tables are never whole)."""
+
+    def __init__(self) -> None:
+        self.repositories = self.files_kept = self.files_rejected = self.bytes_kept = self.non_utf8 = 0
+        self.reasons: Counter[str] = Counter()
+        self.repo_types: Counter[str] = Counter()
+        self.file_types: Counter[str] = Counter()
+        self.examples: dict[str, list[str]] = {}
+
+    def add(self, repos: pa.Table, files: pa.Table, rejected: pa.Table) -> None:
+        self.repositories += repos.num_rows
+        self.files_kept += files.num_rows
+        self.files_rejected += rejected.num_rows
+        self.bytes_kept += int(pc.sum(files.column("length_bytes")).as_py() or 0)
+        self.non_utf8 += sum(1 for e in files.column("src_encoding").to_pylist() if e != "UTF-8")
+        self.reasons.update(reason_counts(rejected))
+        self.repo_types.update(_values(repos, "license_type"))
+        self.file_types.update(_values(files, "license_type"))
+        for reason, found in examples(rejected).items():
+            kept = self.examples.setdefault(reason, [])
+            kept += found[:EXAMPLES_PER_REASON - len(kept)]
+        self.examples = dict(sorted(self.examples.items()))
+
+    def stats(self) -> dict:
+        return {
+            "repositories": self.repositories,
+            "files_seen": self.files_kept + self.files_rejected,
+            "files_kept": self.files_kept,
+            "files_rejected": self.files_rejected,
+            "bytes_kept": self.bytes_kept,
+            "rejected_by_reason": dict(sorted(self.reasons.items())),
+            "repositories_by_license_type": _largest_first(self.repo_types),
+            "files_by_license_type": _largest_first(self.file_types),
+            "non_utf8_files": self.non_utf8,
+        }
+
+
+def _values(table: pa.Table, column: str) -> list[str]:
+    if column not in table.column_names:
+        return []
+    return ["<none>" if v is None else str(v) for v in table.column(column).to_pylist()]
+
+
+def _largest_first(counts: Counter[str]) -> dict[str, int]:
+    """As ``ray_tasks.stats.breakdown`` orders values: most files first, then by name."""
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))

@@ -1,3 +1,5 @@
+import re
+import textwrap
 from email.message import Message
 
 from tests.conftest import GPL, MIT
@@ -71,3 +73,29 @@ def test_scan_repository_propagates_by_directory():
     assert found.detected_for("third_party/gpl/b.c") == ["GPL-3.0-only", "MIT"]
     assert found.type_for("src/a.py") == PERMISSIVE and found.type_for("third_party/gpl/b.c") == NON_PERMISSIVE
     assert found.repo_type == PERMISSIVE
+
+
+def _scancode_text(name: str) -> str:
+    """The body of one of ScanCode's own license texts (its data ships with scancode-toolkit)."""
+    from ray_tasks.ingest.license_known import _read, _scancode_data
+
+    return _read(_scancode_data() / "licenses" / name)[1]
+
+
+def test_known_license_texts_are_answered_without_scancode_and_agree_with_it():
+    from ray_tasks.ingest.license_known import known_license, normalise
+    from ray_tasks.ingest.license_scan import scancode_ids
+
+    mit = "MIT License\n\nCopyright (c) 2031 Jane Q. Example <jane@example.org>\n\n" + _scancode_text("mit.LICENSE")
+    bsd = "Copyright (C) 1999-2030, The Example Authors\nAll rights reserved.\n\n" + _scancode_text("bsd-new.LICENSE")
+    paragraphs = re.split(r"\n\s*\n", _scancode_text("apache-2.0.LICENSE"))
+    rewrapped = "\n\n".join(textwrap.fill(p, width=60, initial_indent="  ") for p in paragraphs)  # rewrapped
+    for text, expected in ((mit, ["MIT"]), (bsd, ["BSD-3-Clause"]), (rewrapped, ["Apache-2.0"])):
+        assert known_license(text) == expected
+        assert scancode_ids(text) == expected  # the answer ScanCode alone gives
+    # Not a known text: a changed clause, a short notice, a README. These go to ScanCode.
+    changed = mit.replace("free of charge", "for a fee of ten dollars")
+    assert known_license(changed) is None
+    assert known_license("Licensed under the MIT license.") is None
+    assert known_license(APACHE_NOTICE) is None and licenses_from_text(APACHE_NOTICE) == {"Apache-2.0"}
+    assert normalise("Copyright (c) 2020 X\nPermission is  granted,\nfree!") == "permission is granted free"

@@ -1,0 +1,94 @@
+"""The stage as it runs: groups of repositories in parallel, outputs streamed in row groups."""
+
+import json
+import os
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ray_tasks.ingest.groups import group_by_bytes, map_ordered
+from ray_tasks.ingest.params import IngestParams
+from ray_tasks.ingest.sources import SourceSkips, directory_repositories, repositories
+from ray_tasks.ingest.stage import ingest, ingest_stats, ingest_to, repos_table
+from ray_tasks.progress import Progress
+from ray_tasks.stats import examples
+from tests.conftest import MIT
+
+
+def _stage(out, repos, cfg, use_ray=False, skips=(), progress=None):
+    out.mkdir(parents=True, exist_ok=True)
+    stats = ingest_to(out, repos, cfg, use_ray, source_skips=skips, progress=progress)
+    return stats, {n: pq.read_table(out / f"{n}.parquet") for n in ("files", "rejected", "repos")}
+
+
+def test_streamed_in_small_groups_and_row_groups_equals_the_whole_table(corpus, tmp_path):
+    repos = list(directory_repositories(corpus, None))
+    small = IngestParams(max_file_bytes=4000, batch_bytes=2000, row_group_bytes=5000, opt_out=["repo2"])
+    progress = Progress("ingest", files=sum(len(r.files) for r in repos), bytes=sum(r.size_hint for r in repos),
+                        repos=len(repos))
+    with progress:
+        stats, out = _stage(tmp_path / "out", repos, small, progress=progress)
+    assert len(group_by_bytes(repos, [r.size_hint for r in repos], small.batch_bytes)) >= 4
+    assert pq.ParquetFile(tmp_path / "out" / "files.parquet").metadata.num_row_groups > 1
+    files, rejected = ingest(list(directory_repositories(corpus, None)), small)  # one group, in memory
+    assert out["files"].equals(files) and out["rejected"].equals(rejected)
+    assert out["repos"].equals(repos_table(list(directory_repositories(corpus, None))))
+    assert stats == {**ingest_stats(out["repos"], files, rejected), "rejected_examples": examples(rejected)}
+    assert progress.snapshot().files == stats["files_seen"] and progress.snapshot().fraction == 1.0
+
+
+def test_parquet_source_is_listed_from_its_repo_column_and_read_by_row_group(tmp_path):
+    rows = [{"repo_name": f"o/r{i % 3}", "path": f"/f{i:02d}.py", "content": f"x = {i}\n",
+             "gha_license_id": "MIT" if i % 3 == 0 else None} for i in range(12)]
+    rows.append({"repo_name": "o/r1", "path": "/LICENSE", "content": MIT, "gha_license_id": None})
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "t.parquet", row_group_size=4)  # repos span row groups
+    (tmp_path / "t.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    spec = IngestParams.model_validate({"sources": [{"kind": "parquet", "path": str(tmp_path / "t.parquet")}]})
+    listed = list(repositories(spec.sources))
+    assert [r.name for r in listed] == ["o/r0", "o/r1", "o/r2"]
+    assert all(r.rows is None and r.row_groups is not None for r in listed)  # no content read yet
+    assert [len(r.row_groups.parts) for r in listed] == [3, 4, 3]
+    jsonl = IngestParams.model_validate({"sources": [{"kind": "jsonl", "path": str(tmp_path / "t.jsonl")}]})
+    by_parquet, by_jsonl = ingest(listed, spec), ingest(list(repositories(jsonl.sources)), jsonl)
+    assert by_parquet[0].drop_columns("source").equals(by_jsonl[0].drop_columns("source"))
+    licensed = {r["repo_name"]: r["license_type"] for r in by_parquet[0].to_pylist()}
+    assert licensed == {"o/r0": "permissive", "o/r1": "permissive", "o/r2": "no_license"}
+
+
+def test_on_ray_the_same_bytes_as_in_this_process(corpus, tmp_path, ray_session):
+    cfg = IngestParams(batch_bytes=3000, max_in_flight=2, row_group_bytes=8000)
+    skips = SourceSkips()
+    repos = list(repositories(IngestParams.model_validate(
+        {"sources": [{"kind": "directory", "path": str(corpus)}]}).sources, skips=skips))
+    local_stats, _ = _stage(tmp_path / "local", repos, cfg)
+    ray_stats, _ = _stage(tmp_path / "ray", repos, cfg, use_ray=True)
+    assert ray_stats == local_stats
+    for name in ("files", "rejected", "repos"):
+        assert (tmp_path / "local" / f"{name}.parquet").read_bytes() == (tmp_path / "ray" / f"{name}.parquet").read_bytes()
+
+
+def _pid(item):
+    return item, os.getpid()
+
+
+def test_map_ordered_keeps_order_and_bounds_what_is_in_flight(ray_session):
+    pulled = []
+
+    def items():
+        for i in range(8):
+            pulled.append(i)
+            yield i
+
+    results = map_ordered(_pid, items(), use_ray=True, max_in_flight=2)
+    first = next(results)
+    assert first[0] == 0 and len(pulled) <= 3  # two submitted, a third waiting for a free slot
+    rest = list(results)
+    assert [i for i, _ in [first, *rest]] == list(range(8))
+    assert {pid for _, pid in [first, *rest]} != {os.getpid()}  # ran in Ray's workers
+    assert [i for i, _ in map_ordered(_pid, range(5))] == list(range(5))
+
+
+@pytest.mark.parametrize("sizes, groups", [([5, 5, 5], [[0, 1], [2]]), ([20, 1, 1], [[0], [1, 2]]), ([], [])])
+def test_groups_are_whole_items_of_bounded_bytes(sizes, groups):
+    assert group_by_bytes(list(range(len(sizes))), sizes, 10) == groups
