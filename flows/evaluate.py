@@ -92,12 +92,14 @@ def evaluate_flow(params: Params, parent_run_id: str | None = None) -> dict:
         if mbpp:
             stats["mbpp"] = {**mbpp_passk, **_counts(mbpp_records), "problems": len(mbpp)}
         version = register_model(params, model_dir, run.info.run_id)
+        tracking.link_model_version(params, version)
         stats["registered_model"] = {"name": params.mlflow.registered_model, "version": int(version), "alias": CHALLENGER}
         decision = run_gate(MlflowClient(), params.mlflow.registered_model, version, stats, cfg.gate, run.info.run_id)
         stats["promotion"] = {"promoted": decision.promoted, "metric": decision.metric,
                               "challenger_score": decision.challenger_score, "champion_score": decision.champion_score,
                               "champion_version": decision.champion_version, "reason": decision.reason}
         tracking.publish_metrics("evaluate", stats)
+        tracking.publish_results("evaluate", stats)
         log.info("evaluate: %s", stats)
     return stats
 

@@ -18,7 +18,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from flows.tracking import mlflow_key
+from flows.tracking import artifact_key, mlflow_key
 from ray_tasks.evaluate.gate import GateDecision, decide, fmt_score, metric_value
 from ray_tasks.evaluate.params import GateParams
 
@@ -88,6 +88,6 @@ def _record(client: MlflowClient, model_name: str, d: GateDecision, run_id: str 
     from prefect.context import FlowRunContext
 
     if FlowRunContext.get() is not None:  # artifacts need a flow run (plain calls in tests have none)
-        create_markdown_artifact(key="evaluate-promotion", markdown=d.markdown(model_name),
+        create_markdown_artifact(key=artifact_key("evaluate-promotion"), markdown=d.markdown(model_name),
                                  description=f"promotion gate for {model_name} v{d.challenger_version}")
 

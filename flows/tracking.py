@@ -3,18 +3,33 @@
 Every stage run is an MLflow run tagged with the Prefect flow-run id, the git
 commit and the DVC hashes of its inputs (from dvc.lock). When the pipeline flow
 drives the stages, its MLflow run is the parent of each stage's run.
+
+Lineage: each stage run records its data inputs as MLflow datasets named by their path
+(``data/tokenize``) whose digest is the md5 dvc.lock holds for it (a directory's ends in
+``.dir``), context ``input``; when the pipeline run finishes, every stage it ran gets its
+committed outputs as datasets of context ``output``. So
+``search_runs(filter_string="datasets.digest = '<md5>'")`` finds the run that produced a data
+version and every run built on it (``flows/lineage.py`` walks that chain back from a model).
+
+Names are kept the same across runs so that MLflow's compare view lines them up: a stage's
+params are ``<stage>.<field>``, its metrics the keys of ``metrics/<stage>.json`` (``mlflow_key``),
+and the pipeline run's headline metrics (``HEADLINE``) carry the evaluate run's names.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 import mlflow
+import yaml
+from mlflow.entities import Metric, Param
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from pydantic import BaseModel
@@ -44,6 +59,30 @@ class MlflowParams(StageParams):
 PARENT_RUN_ENV = "STARFLOW_MLFLOW_PARENT_RUN_ID"
 """Set by the pipeline flow so stage runs (in-process or under `dvc repro`) nest under its run."""
 
+EXPERIMENT_ENV = "STARFLOW_EXPERIMENT"
+"""The DVC experiment a run belongs to (set by the pipeline for a parameter run); stage runs
+started under it are tagged ``starflow.experiment``."""
+
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+"""The experiment tag MLflow's UI reads to open an experiment as model training rather than on
+the GenAI overview (the ``ExperimentKind`` enum in MLflow 3's UI bundle). The 3.x UI also keeps a
+global GenAI / machine-learning switch, so run links add ``?workflowType=machine_learning``."""
+
+HEADLINE = {
+    "val_loss": ("evaluate", "val_loss"),
+    "humaneval.pass_1": ("evaluate", "humaneval.pass@1"),
+    "fim_exact_match": ("evaluate", "fim_exact_match"),
+    "bits_per_byte": ("evaluate", "bits_per_byte"),
+    "perplexity": ("evaluate", "perplexity"),
+    "promotion.promoted": ("evaluate", "promotion.promoted"),
+    "train.val_loss_after": ("train", "val_loss_after"),
+    "train.tokens_seen": ("train", "tokens_seen"),
+}
+"""The pipeline run's metrics: MLflow name -> (stage, dotted key in ``metrics/<stage>.json``).
+The evaluate names are those its own run logs, so pipeline and evaluate runs compare alike
+(``promotion.promoted``, 1 or 0, is the pipeline run's; the evaluate run has the decision as
+``promotion.*`` tags)."""
+
 
 def setup_mlflow(params: Params) -> str:
     uri = os.environ.get("MLFLOW_TRACKING_URI") or params.mlflow.tracking_uri
@@ -52,9 +91,18 @@ def setup_mlflow(params: Params) -> str:
         location = params.mlflow.artifact_location
         if "://" not in location:
             location = Path(location).resolve().as_uri()
-        mlflow.create_experiment(params.mlflow.experiment, artifact_location=location)
-    mlflow.set_experiment(params.mlflow.experiment)
+        mlflow.create_experiment(params.mlflow.experiment, artifact_location=location,
+                                 tags=dict([EXPERIMENT_KIND]))
+    experiment = mlflow.set_experiment(params.mlflow.experiment)
+    key, kind = EXPERIMENT_KIND
+    if experiment.tags.get(key) != kind:  # an experiment created before the tag existed
+        mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, key, kind)
     return uri
+
+
+def run_url(ui_url: str, experiment_id: str, run_id: str) -> str:
+    """A run's page in MLflow's UI, in its model-training view."""
+    return f"{ui_url}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
 def prefect_tags() -> dict[str, str]:
@@ -64,7 +112,8 @@ def prefect_tags() -> dict[str, str]:
     if flow_run.id:
         tags["prefect.flow_run_id"] = str(flow_run.id)
         tags["prefect.flow_run_name"] = str(flow_run.name)
-        if flow_run.ui_url:
+        # Without a UI (the ephemeral API) Prefect builds "None/flow-runs/...": no link then.
+        if str(flow_run.ui_url or "").startswith("http"):
             tags["prefect.flow_run_url"] = str(flow_run.ui_url)
     return tags
 
@@ -77,24 +126,145 @@ def git_commit() -> str | None:
         return None
 
 
-def start_pipeline_run(params: Params) -> str:
-    """The pipeline's MLflow run (the parent of each stage's run); its id."""
+def start_pipeline_run(params: Params, experiment: str | None = None,
+                       changed: dict[str, Any] | None = None) -> str:
+    """The pipeline's MLflow run (the parent of each stage's run); its id.
+
+    ``experiment``: the DVC experiment name when the run is a parameter run;
+    ``changed``: the dotted params that differ from params.yaml (``{"train.lr": 3e-4}``).
+
+    The run is named after the experiment, else after its Prefect flow run, so the runs table
+    tells pipeline runs apart. It logs the params that differ from the embedded defaults
+    (``Params()``), plus every key in ``changed``: the defaults are one fixed baseline for every
+    run at every commit, so an unlogged key always means "the default" (``starflow compare``
+    fills it in) and two runs that tuned the same key both show it. A baseline of params.yaml at
+    git HEAD would move with each commit, and a run of the committed settings would log nothing.
+    """
+    from flows.config import Params
+
     setup_mlflow(params)
     tags = {"starflow.kind": "pipeline", **prefect_tags()}
     if commit := git_commit():
         tags["git.commit"] = commit
-    experiment = mlflow.get_experiment_by_name(params.mlflow.experiment)
-    run = mlflow.MlflowClient().create_run(experiment.experiment_id, run_name="pipeline", tags=tags)
+    if experiment:
+        tags["starflow.experiment"] = experiment
+    if changed:
+        tags["starflow.changed"] = ",".join(sorted(changed))
+    name = experiment or tags.get("prefect.flow_run_name") or "pipeline"
+    client = mlflow.MlflowClient()
+    run = client.create_run(mlflow.get_experiment_by_name(params.mlflow.experiment).experiment_id,
+                            run_name=name, tags=tags)
+    logged = changed_params(params, Params(), changed)
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in logged.items()])
+    link_run_artifact("pipeline", params, run)
     return run.info.run_id
 
 
+_MISSING = object()
+
+
+def changed_params(params: BaseModel, defaults: BaseModel, changed: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The flat params of ``params`` that differ from ``defaults``, and every key of ``changed``."""
+    ours, base = flatten(params), flatten(defaults)
+    keys = {k for k, v in ours.items() if base.get(k, _MISSING) != v} | set(changed or {})
+    return {k: ours.get(k, (changed or {}).get(k)) for k in sorted(keys)}
+
+
 def finish_pipeline_run(run_id: str, wall_s: dict[str, float]) -> None:
-    """Close the pipeline's run with each executed stage's wall time."""
+    """Close the pipeline's run: each executed stage's wall time, the headline metrics, the outputs.
+
+    Called after every stage it ran was ``dvc commit``ed, so dvc.lock now holds their outputs'
+    md5s: each ran stage's MLflow run gets them as ``output`` datasets (a finished run still
+    takes inputs), and the pipeline run gets every stage output the workspace now holds."""
     client = mlflow.MlflowClient()
-    for stage, secs in wall_s.items():
-        client.log_metric(run_id, f"wall_s.{stage}", secs)
+    headline = headline_metrics()
+    now = int(time.time() * 1000)
+    figures = {**{f"wall_s.{stage}": secs for stage, secs in wall_s.items()}, **headline}
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in figures.items()])
     client.set_tag(run_id, "starflow.stages_run", ",".join(wall_s))
+    evaluate = _read_metrics("evaluate")
+    if "promotion" in evaluate:
+        client.set_tag(run_id, "promotion.decision", "promoted" if evaluate["promotion"]["promoted"] else "rejected")
+    if model := evaluate.get("registered_model"):
+        client.set_tag(run_id, "starflow.model_version", f"{model['name']}/{model['version']}")
+    _log_outputs(client, run_id, wall_s)
     client.set_terminated(run_id, status="FINISHED")
+    if headline:
+        _safe(create_table_artifact, key=artifact_key("pipeline-results"),
+              table=[{"metric": k, "value": v} for k, v in headline.items()],
+              description="headline metrics of this pipeline run (as in its MLflow run)")
+
+
+def headline_metrics() -> dict[str, float]:
+    """``HEADLINE``'s figures from the workspace's metrics files (what the outputs now score)."""
+    out: dict[str, float] = {}
+    for key, (stage, path) in HEADLINE.items():
+        value = _flat(_read_metrics(stage)).get(path)
+        if isinstance(value, (int, float)):
+            out[key] = float(value)
+    return out
+
+
+def _read_metrics(stage: str) -> dict[str, Any]:
+    path = metrics_file(stage)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def data_versions(stages: list[str] | None = None, side: str = "outs") -> dict[str, str]:
+    """``{path: md5}`` from dvc.lock: the data outputs of ``stages`` (all stages when None), or with
+    ``side="deps"`` the stage outputs that ``stages`` read. Only paths dvc.yaml declares as a
+    stage's ``outs`` count: metrics files are DVC outputs too, but no data version; code deps are
+    the git commit's. Outside a workspace (no dvc.yaml) there are none."""
+    if not Path("dvc.yaml").exists():
+        return {}
+    produced = {o["path"]: o["md5"] for s in dvc_dag.stage_names() for o in dvc_dag.locked(s).get("outs", [])
+                if o.get("md5") and o["path"] in _declared(s, "outs")}
+    if side == "deps":
+        return {p: produced[p] for s in stages or [] for p in _declared(s, "deps") if p in produced}
+    return {p: produced[p] for s in stages or dvc_dag.stage_names() for p in _declared(s, "outs") if p in produced}
+
+
+def _declared(stage: str, side: str) -> list[str]:
+    """The ``deps`` or ``outs`` dvc.yaml declares for a stage (dvc.lock's deps are those of its
+    previous run, and its outs include the metrics files)."""
+    spec = (yaml.safe_load(Path("dvc.yaml").read_text()) or {}).get("stages", {}).get(stage, {})
+    return [d if isinstance(d, str) else next(iter(d)) for d in spec.get(side, [])]
+
+
+def log_datasets(client: mlflow.MlflowClient, run_id: str, versions: dict[str, str], context: str) -> None:
+    """Record DVC data versions on a run as MLflow datasets: name = path, digest = DVC md5.
+
+    ``MetaDataset`` carries metadata only; its automatic digest hashes name and source, not the
+    content, so the DVC md5 is passed as the digest (it fits MLflow's 36-character limit, ``.dir``
+    included)."""
+    from mlflow.data.dataset_source_registry import get_dataset_source_from_json
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+
+    def local(path: str):  # MLflow's own "local" source type (the one it gives local paths)
+        return get_dataset_source_from_json(json.dumps({"uri": Path(path).resolve().as_uri()}), source_type="local")
+
+    inputs = [
+        DatasetInput(
+            MetaDataset(local(path), name=path, digest=md5)._to_mlflow_entity(),
+            tags=[InputTag("mlflow.data.context", context), InputTag("dvc.path", path), InputTag("dvc.md5", md5)],
+        )
+        for path, md5 in versions.items()
+    ]
+    if inputs:
+        client.log_inputs(run_id, datasets=inputs)
+
+
+def _log_outputs(client: mlflow.MlflowClient, pipeline_run_id: str, ran: dict[str, float]) -> None:
+    """Each ran stage's committed outputs on its own run; every stage output on the pipeline run."""
+    experiment_id = client.get_run(pipeline_run_id).info.experiment_id
+    for stage in ran:
+        runs = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{pipeline_run_id}' and "
+                                  f"tags.`starflow.stage` = '{stage}'", order_by=["attributes.start_time DESC"],
+                                  max_results=1)
+        if runs:
+            log_datasets(client, runs[0].info.run_id, data_versions([stage]), "output")
+    log_datasets(client, pipeline_run_id, data_versions(), "output")
 
 
 def fail_pipeline_run(run_id: str) -> None:
@@ -102,8 +272,9 @@ def fail_pipeline_run(run_id: str) -> None:
 
 
 def dvc_input_hashes(stage: str) -> dict[str, str]:
-    """The md5s dvc.lock recorded for this stage's dependencies (from the previous run)."""
-    return {f"dvc.dep.{d['path']}": d.get("md5", "") for d in dvc_dag.locked(stage).get("deps", []) if "md5" in d}
+    """``dvc.dep.<path>`` tags: the md5 of each data input this run reads, the upstream stage's
+    output as dvc.lock holds it now (the stage's own deps there are those of its previous run)."""
+    return {f"dvc.dep.{path}": md5 for path, md5 in data_versions([stage], side="deps").items()}
 
 
 @contextlib.contextmanager
@@ -117,17 +288,41 @@ def stage_run(stage: str, params: Params, parent_run_id: str | None = None,
         tags["git.commit"] = commit
     if parent:
         tags["mlflow.parentRunId"] = parent
+    if experiment := os.environ.get(EXPERIMENT_ENV):
+        tags["starflow.experiment"] = experiment
     with mlflow.start_run(run_name=stage, tags=tags, log_system_metrics=log_system_metrics) as run:
         section = getattr(params, stage, None)
         if section is not None:
             mlflow.log_params(flatten(section, prefix=f"{stage}."))
+        # The upstream stages were committed before this one started: dvc.lock holds their outputs.
+        inputs = {tag.removeprefix("dvc.dep."): md5 for tag, md5 in tags.items() if tag.startswith("dvc.dep.")}
+        log_datasets(mlflow.MlflowClient(), run.info.run_id, inputs, "input")
         yield run
         link_run_artifact(stage, params, run)
 
 
-def link_run_artifact(stage: str, params: Params, run: mlflow.ActiveRun) -> None:
-    url = f"{params.mlflow.ui_url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
-    _safe(create_link_artifact, key=f"{stage}-mlflow-run", link=url, link_text=f"MLflow run of {stage}")
+def link_run_artifact(stage: str, params: Params, run) -> None:
+    url = run_url(params.mlflow.ui_url, run.info.experiment_id, run.info.run_id)
+    _safe(create_link_artifact, key=artifact_key(f"{stage}-mlflow-run"), link=url, link_text=f"MLflow run of {stage}")
+
+
+def link_model_version(params: Params, version: str | int) -> None:
+    """The registered model version a run produced, as a keyed link artifact."""
+    name = params.mlflow.registered_model
+    _safe(create_link_artifact, key=artifact_key("evaluate-model-version"),
+          link=f"{params.mlflow.ui_url}/#/models/{name}/versions/{version}?workflowType=machine_learning",
+          link_text=f"{name} version {version}")
+
+
+def artifact_key(key: str) -> str:
+    """``key`` checked by Prefect's own rule for artifact keys (lowercase letters, digits, dashes),
+    also where no flow run is there to create the artifact (``_safe`` skips it), so that a bad key
+    fails in every test rather than only under a flow run."""
+    from prefect.types.names import raise_on_name_alphanumeric_dashes_only
+
+    if not key:
+        raise ValueError("an artifact key may not be empty")
+    return raise_on_name_alphanumeric_dashes_only(key, field_name=f"artifact key {key!r}")
 
 
 def publish_metrics(stage: str, metrics: dict[str, Any], table_rows: list[dict[str, Any]] | None = None) -> None:
@@ -142,7 +337,7 @@ def publish_metrics(stage: str, metrics: dict[str, Any], table_rows: list[dict[s
         mlflow.log_metrics(numeric)
         mlflow.log_artifact(str(metrics_file(stage)))
     rows = table_rows or [{"metric": k, "value": v} for k, v in numeric.items()]
-    _safe(create_table_artifact, key=f"{stage}-stats", table=rows, description=f"{stage} figures")
+    _safe(create_table_artifact, key=artifact_key(f"{stage}-stats"), table=rows, description=f"{stage} figures")
 
 
 def mlflow_key(name: str) -> str:
@@ -150,8 +345,17 @@ def mlflow_key(name: str) -> str:
     return re.sub(r"[^\w\-. /]", "_", name)
 
 
+def publish_results(stage: str, stats: dict[str, Any]) -> None:
+    """The stage's headline figures (``HEADLINE``) as a keyed table, ``<stage>-results``: the
+    evaluation results whose history the Artifacts page keeps across runs."""
+    flat = _flat(stats)
+    rows = [{"metric": name, "value": flat[path]} for name, (s, path) in HEADLINE.items() if s == stage and path in flat]
+    _safe(create_table_artifact, key=artifact_key(f"{stage}-results"), table=rows,
+          description=f"{stage}: headline results")
+
+
 def publish_markdown(stage: str, markdown: str) -> None:
-    _safe(create_markdown_artifact, key=f"{stage}-report", markdown=markdown)
+    _safe(create_markdown_artifact, key=artifact_key(f"{stage}-report"), markdown=markdown)
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
