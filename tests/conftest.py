@@ -109,5 +109,8 @@ def in_tmp(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(autouse=True)
 def _no_parent_run(monkeypatch):
     monkeypatch.delenv("STARFLOW_MLFLOW_PARENT_RUN_ID", raising=False)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; setting it first makes monkeypatch record
+    # it, so a URI one test sets is undone before the next.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
     os.environ.setdefault("OMP_NUM_THREADS", "2")

@@ -5,7 +5,11 @@
     starflow status              # which stages are stale, and why
     starflow params              # validate params.yaml and print the resolved tree
     starflow init                # make the current folder a workspace (git, DVC, local remote)
-    starflow serve --cron "0 3 * * 0"   # a scheduled deployment on a Prefect server
+    starflow run --set train.lr=3e-4 [--name NAME]   # a parameter run: a DVC experiment; params.yaml untouched
+    starflow server [stop|status]            # Prefect + MLflow servers on localhost (embedded stores)
+    starflow serve [--cron "0 3 * * 0"]      # deployments: the pipeline and each stage, on params.yaml's schedule
+    starflow lineage models:/starflow-coder@champion [--json]   # commit, params, DVC md5s, Prefect run, MLflow runs
+    starflow compare A B [--all] [--json]    # differing params and metrics side by side (run ids, versions, names)
     starflow eval humaneval --samples FILE.jsonl [--k 1,10,100]   # score any model's samples in the sandbox
     starflow pii redact [FILE|-] [--json]       # PII replaced by <EMAIL>/<KEY>/<PASSWORD>/private IPs
     starflow decontaminate --input PARQUET --output DIR   # drop files holding benchmark text

@@ -1,4 +1,3 @@
-import json
 from pathlib import Path
 
 import pytest
@@ -28,20 +27,6 @@ def test_unknown_stage_is_refused():
     assert result.exit_code == 2 and "unknown stage" in result.output
     result = runner.invoke(app, ["stage", "ingest", "nope"])  # refused before any stage runs
     assert result.exit_code == 2 and "'nope'" in result.output
-
-
-def test_scheduled_deployment_has_cron_and_a_params_form():
-    from flows.deployments import pipeline_deployment
-
-    dep = pipeline_deployment("weekly", "0 3 * * 0")
-    assert dep.name == "weekly" and dep.schedules[0].schedule.cron == "0 3 * * 0"
-    from prefect.utilities.callables import parameter_schema
-
-    from flows.pipeline import pipeline
-
-    # The UI form is the flow's parameter schema: built from the typed config, descriptions included.
-    schema = parameter_schema(pipeline).model_dump()
-    assert "params" in schema["properties"] and "Peak learning rate" in json.dumps(schema)
 
 
 def test_params_in_place_puts_params_yaml_back_even_after_a_failure(in_tmp):
