@@ -28,7 +28,7 @@ tiny: setup
 	$(BIN)/starflow run --params params.tiny.yaml
 
 test: setup
-	$(BIN)/pytest -q -ra
+	$(BIN)/pytest -q -ra --durations=25
 
 test-quick: setup
 	$(BIN)/pytest -q -ra -m "not slow"

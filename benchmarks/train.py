@@ -9,6 +9,7 @@ The plain loop is the floor the engine's bookkeeping should stay close to on one
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -55,12 +56,15 @@ def main() -> None:
     from models.params import TrainParams
     from models.presets import PRESETS
     from models.run import TrainRun
-    from models.train import train
+    from models.train import build_model, mfu, train
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq-len", type=int, default=256)
+    ap.add_argument("--peak-flops", type=float, default=os.cpu_count() * 2.2e9 * 64,
+                    help="the device's fp32 peak, for MFU (default: this machine's vCPUs x 2.2 GHz x 64 fp32 "
+                         "FLOP/cycle, i.e. two AVX-512 FMA units)")
     args = ap.parse_args()
     shape = PRESETS["tiny"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,8 +76,10 @@ def main() -> None:
         run = TrainRun(hparams=hparams, shape=shape, shards_dir=str(d), tokenizer_dir=str(d), work_dir=str(d / "work"))
         ours = train(run).tokens_per_second
     print(f"model: tiny preset, batch {args.batch} x {args.seq_len} tokens, {args.steps} steps, fp32")
-    print(f"plain torch loop:         {peer:8.0f} tokens/s")
-    print(f"starflow DeepSpeed ZeRO-1: {ours:8.0f} tokens/s")
+    n_params = sum(p.numel() for p in build_model(run, 4096).parameters())
+    for name, tps in (("plain torch loop:        ", peer), ("starflow DeepSpeed ZeRO-1:", ours)):
+        print(f"{name} {tps:8.0f} tokens/s  MFU {mfu(n_params, shape, args.seq_len, tps, args.peak_flops):.1%}"
+              f" of {args.peak_flops / 1e9:.0f} GFLOP/s")
     print(f"ratio starflow/plain torch: {ours / peer:.2f}x  (overhead {peer / ours:.2f}x; target <= 1.15x)")
 
 
