@@ -29,8 +29,9 @@ What they store (all under the workspace's ``.starflow/server/``, which git igno
   the ones the UI shows. Health: ``GET /health``.
 - ``servers.json``: their pids (each a process-group leader), ports and URLs.
 
-How other commands find them: ``flows/__init__.py`` calls ``export_server_env()`` when any
-``starflow`` command (or ``import flows``) starts. If ``.starflow/server/servers.json`` in the
+How other commands find them: ``flows/cli/__init__.py`` calls ``export_server_env()`` when any
+``starflow`` command starts (what it starts inherits the settings: `dvc repro`'s stages, served
+runs). If ``.starflow/server/servers.json`` in the
 current folder names live processes, it sets ``PREFECT_API_URL`` and ``MLFLOW_TRACKING_URI``
 to them, each only when the user has not set it already; ``STARFLOW_NO_SERVERS=1`` turns the
 look-up off (a test suite that must not talk to a developer's servers). Without the file
@@ -144,7 +145,7 @@ def read_state(workspace: str | Path = ".") -> Servers | None:
 def export_server_env(workspace: str | Path = ".") -> None:
     """Point this process (and the ones it starts) at the workspace's running servers, if any.
 
-    Called from ``flows/__init__.py`` at start-up; sets ``PREFECT_API_URL`` and
+    Called from ``flows/cli/__init__.py`` at start-up; sets ``PREFECT_API_URL`` and
     ``MLFLOW_TRACKING_URI`` only where the user has not set them and the servers are alive."""
     if os.environ.get(OPT_OUT_ENV, "").lower() in ("1", "true", "yes"):
         return

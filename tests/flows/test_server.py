@@ -69,9 +69,9 @@ def test_starflow_server_starts_both_and_stop_leaves_no_process(workspace):
         assert json.loads(_healthy(f"{state.prefect_api_url}/health")) is True
         assert _healthy(f"{state.mlflow_url}/health") == b"OK"
 
-        # Another starflow process in the workspace finds them (flows/__init__.py reads the state).
+        # Another starflow process in the workspace finds them (the CLI reads the state at start-up: flows/cli/__init__.py).
         probe = subprocess.run(
-            [sys.executable, "-c", "import os, flows; print(os.environ['PREFECT_API_URL'], os.environ['MLFLOW_TRACKING_URI'])"],
+            [sys.executable, "-c", "import os, flows.cli; print(os.environ['PREFECT_API_URL'], os.environ['MLFLOW_TRACKING_URI'])"],
             cwd=workspace, env=_env(), capture_output=True, text=True, check=True)
         assert probe.stdout.split() == [state.prefect_api_url, state.mlflow_url]
         # ... and the MLflow server serves the workspace's own store (params.yaml: mlflow.tracking_uri).
@@ -91,7 +91,7 @@ def test_starflow_server_starts_both_and_stop_leaves_no_process(workspace):
         print(f"stopped in {time.monotonic() - t0:.1f} s")
         assert _groups_alive(pids) == []
         assert read_state(workspace) is None and not (workspace / ".starflow" / "server" / "servers.json").exists()
-        probe = subprocess.run([sys.executable, "-c", "import os, flows; print(os.environ.get('PREFECT_API_URL'))"],
+        probe = subprocess.run([sys.executable, "-c", "import os, flows.cli; print(os.environ.get('PREFECT_API_URL'))"],
                                cwd=workspace, env=_env(), capture_output=True, text=True, check=True)
         assert probe.stdout.strip() == "None"
     finally:
