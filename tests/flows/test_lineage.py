@@ -146,6 +146,27 @@ def test_compare_tables_and_lineage_text_format_what_they_are_given():
     assert steps[0].startswith("dvc exp apply exp-lr") and "data/train" in steps[1]
 
 
+def test_the_cli_reads_the_store_of_the_folder_it_runs_in(tmp_path, monkeypatch):
+    """MLflow caches a store per URI string: a relative ``sqlite:///mlflow.db`` opened in one
+    folder would still be that folder's after a chdir (how the suite's modules met another's runs)."""
+    import mlflow
+
+    from flows.cli.lineage import _client
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    mlflow.set_tracking_uri("sqlite:///mlflow.db")
+    MlflowClient().create_experiment("only-in-a")
+    monkeypatch.chdir(tmp_path / "b")
+    client, _ = _client(tmp_path / "b" / "params.yaml")
+    try:
+        assert "only-in-a" not in [e.name for e in client.search_experiments()]
+        assert (tmp_path / "b" / "mlflow.db").exists()
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
 # --- the tiny DAG for real --------------------------------------------------------------------
 
 from tests.flows.test_pipeline import _run, _sh, workspace  # noqa: E402,F401  (the tiny workspace fixture)
