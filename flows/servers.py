@@ -228,7 +228,9 @@ def wait_until_stopped(servers: Servers, poll_s: float = 1.0) -> None:
 
     Ctrl-C (KeyboardInterrupt) and SIGTERM stop both before returning; a server that exits on its
     own, or ``starflow server stop`` from another shell, stops the other one."""
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    # SIGINT too: a process started in the background by a non-interactive shell inherits SIGINT
+    # ignored, and Python then installs no KeyboardInterrupt for it.
+    previous = {sig: signal.signal(sig, _raise_keyboard_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         while len(servers.alive()) == len(servers.processes):
             _reap_children()
@@ -236,7 +238,8 @@ def wait_until_stopped(servers: Servers, poll_s: float = 1.0) -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         stop_servers(servers)
 
 
