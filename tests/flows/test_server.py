@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.servers import free_port, read_state, running_servers
+from flows.servers import free_port, read_state, running_servers, stop_servers
 from tests.paths import ROOT
 
 pytestmark = pytest.mark.slow
@@ -113,6 +113,7 @@ def test_ctrl_c_stops_both(workspace):
     finally:
         if proc.poll() is None:
             proc.kill()
+        stop_servers(workspace)  # a failed run must not leave its servers behind
 
 
 def test_context_manager_and_a_taken_port(workspace):
