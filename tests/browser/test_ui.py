@@ -17,7 +17,6 @@ fails.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.paths import ROOT
+from tests.workspaces import make_workspace
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -72,12 +72,7 @@ def browser():
 def workspace(tmp_path_factory) -> Path:
     """A fresh workspace on the tiny configuration (as tests/flows/test_pipeline.py makes one)."""
     ws = tmp_path_factory.mktemp("ui-ws")
-    for item in ["dvc.yaml", "constraints.txt", "flows", "ray_tasks", "models"]:
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, ws / item)
-    shutil.copy2(ROOT / "params.tiny.yaml", ws / "params.yaml")
-    subprocess.run([str(BIN / "starflow"), "init"], cwd=ws, env=_env(ws), check=True, capture_output=True, timeout=300)
-    return ws
+    return make_workspace(ws, ROOT / "params.tiny.yaml", _env(ws))
 
 
 def _env(ws: Path, servers=None) -> dict[str, str]:

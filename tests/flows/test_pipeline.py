@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from flows.config import parse_params
 pytestmark = pytest.mark.slow
 
 from tests.paths import ROOT  # noqa: E402
+from tests.workspaces import make_workspace  # noqa: E402
 BIN = Path(sys.executable).parent
 STAGES = ["ingest", "dedup", "curate", "attribution", "tokenize", "train", "evaluate"]
 
@@ -35,13 +35,9 @@ TINY_PARAMS["ingest"]["sources"] = [{"kind": "directory", "path": "corpus"}, *TI
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
     ws = tmp_path_factory.mktemp("ws")
-    for item in ["dvc.yaml", "constraints.txt", "flows", "ray_tasks", "models"]:
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, ws / item)
-    make_corpus(ws / "corpus")
     parse_params(TINY_PARAMS)  # valid before anything runs
-    (ws / "params.yaml").write_text(yaml.safe_dump(TINY_PARAMS, sort_keys=False))
-    _sh(ws, "starflow", "init")
+    make_workspace(ws, TINY_PARAMS, _env(ws))
+    make_corpus(ws / "corpus")
     return ws
 
 
