@@ -19,6 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ray_tasks.datasets import MANIFEST, is_dataset, read_dataset, resolve
+
 # Columns every files table carries, from ingest on (ray_tasks/ingest/__init__.py).
 FILE_COLUMNS = ("repo_name", "path", "content", "length_bytes", "sha256")
 
@@ -127,11 +129,18 @@ class AtomicDir:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def read_table(path: str | Path, required: Iterable[str] = FILE_COLUMNS) -> pa.Table:
-    """Read a Parquet table and fail clearly when it is broken or lacks columns."""
-    path = Path(path)
+def read_table(path: str | Path, required: Iterable[str] = FILE_COLUMNS, columns: Iterable[str] | None = None) -> pa.Table:
+    """Read a Parquet file or a partitioned dataset folder (``ray_tasks.datasets``) whole, and fail
+    clearly when it is broken, incomplete (a folder without a manifest) or lacks columns."""
+    cols = list(columns) if columns is not None else None
     try:
-        table = pq.read_table(path)
+        if is_dataset(path):
+            table = read_dataset(path, columns=cols)
+        elif "://" not in str(path) and Path(path).is_dir():
+            raise ValueError(f"{path}: not a complete dataset (a folder without {MANIFEST})")
+        else:
+            fs, inner = resolve(path)
+            table = pq.read_table(inner, filesystem=fs, columns=cols)
     except (OSError, pa.ArrowInvalid) as exc:
         raise ValueError(f"{path}: not a readable Parquet file ({exc})") from exc
     missing = [c for c in required if c not in table.column_names]
