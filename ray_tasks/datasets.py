@@ -106,10 +106,12 @@ def resolve(root: str | Path) -> tuple[pafs.FileSystem, str]:
 def _s3() -> pafs.S3FileSystem:
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    # allow_delayed_open: an object smaller than one upload part goes as a single PutObject, not a
+    # multipart upload (fewer requests, and moto's server mis-answers CompleteMultipartUpload to Arrow).
     if not endpoint:
-        return pafs.S3FileSystem(region=region)
+        return pafs.S3FileSystem(region=region, allow_delayed_open=True)
     url = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
-    return pafs.S3FileSystem(endpoint_override=url.netloc, scheme=url.scheme or "https", region=region)
+    return pafs.S3FileSystem(endpoint_override=url.netloc, scheme=url.scheme or "https", region=region, allow_delayed_open=True)
 
 
 def _join(root: str | Path, name: str) -> str:
@@ -154,7 +156,9 @@ class _HashingSink:
         return self.size
 
     def flush(self) -> None:
-        self.stream.flush()
+        # Deliberately nothing: on S3 a flush uploads a multipart part; close() sends a small part
+        # as one PutObject instead (and a local stream is synced on commit).
+        pass
 
     def writable(self) -> bool:
         return True
