@@ -1,11 +1,12 @@
-"""Stage ``ingest``: sources -> ``data/ingest/files.parquet`` (+ rejected, repos, stats).
+"""Stage ``ingest``: sources -> ``data/ingest/files/`` (a partitioned dataset; + rejected, repos, stats).
 
 The contract is ``ray_tasks/ingest/__init__.py``. This flow lists the repositories (cheap, in
 this process), lets the executor choose Ray or this process for the input's size
 (``ray_tasks.executor.executor_session``), runs ``ray_tasks.ingest.stage.ingest_to`` into an
 ``AtomicDir`` (groups of repositories read, decoded and license-scanned in parallel, written as
 they arrive), publishes the metrics, and keeps a Prefect progress artifact (``ingest-progress``)
-up to date from ``ray_tasks.progress``.
+up to date from ``ray_tasks.progress``. Finished groups are kept in ``.starflow/work/ingest/``
+(``workspace.work_dir``): a killed run resumes from them and a repeated one reuses them all.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from prefect.context import FlowRunContext
 
 from flows import tracking
 from flows.config import Params
-from flows.workspace import stage_dir
+from flows.workspace import stage_dir, work_dir
 from ray_tasks.executor import executor_session
 from ray_tasks.ingest.sources import SourceSkips, repositories
 from ray_tasks.ingest.stage import ingest_to
@@ -38,7 +39,8 @@ def ingest_flow(params: Params, parent_run_id: str | None = None) -> dict:
         with executor_session(params.ray, n_bytes) as use_ray, AtomicDir(stage_dir("ingest")) as out, \
                 Progress("ingest", files=n_files, bytes=n_bytes, repos=len(repos), hook=progress_artifact(),
                          logger=log) as progress:
-            stats = ingest_to(out, repos, cfg, use_ray, source_skips=skips.files, progress=progress)
+            stats = ingest_to(out, repos, cfg, use_ray, source_skips=skips.files, progress=progress,
+                              work_dir=work_dir("ingest"), log=log)
             write_json_atomic(stats, out / "stats.json")
         metrics = {k: v for k, v in stats.items() if k != "rejected_examples"}
         tracking.publish_metrics("ingest", metrics)

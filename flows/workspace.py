@@ -25,5 +25,13 @@ def metrics_file(stage: str) -> Path:
     return METRICS / f"{stage}.json"
 
 
-FILES = "files.parquet"
+def work_dir(stage: str) -> Path:
+    """A stage's resumable work (finished units a re-run reuses), outside its DVC output: the
+    output appears whole at the end, this survives a killed run."""
+    return WORK / "work" / stage
+
+
+FILES = "files"
+"""A stage's files table: a partitioned dataset folder (``ray_tasks/datasets.py``); read it with
+``ray_tasks.tables.read_table`` (or ``pq.read_table``) like a single file."""
 REJECTED = "rejected.parquet"

@@ -36,7 +36,9 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 from urllib.parse import urlparse
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -186,8 +188,11 @@ class _PartFile:
         self.writer = pq.ParquetWriter(self.sink, schema, compression=COMPRESSION)
         self.rows = 0
 
-    def write(self, table: pa.Table) -> None:
-        self.writer.write_table(table)
+    def write(self, table: pa.Table, row_group_bytes: int | None = None) -> None:
+        for piece in row_group_slices(table, row_group_bytes):
+            # One contiguous row group per piece: chunk boundaries would otherwise show in the page
+            # layout, and the same rows must give the same bytes however they were chunked.
+            self.writer.write_table(piece.combine_chunks(), row_group_size=max(piece.num_rows, 1))
         self.rows += table.num_rows
 
     def commit(self) -> PartInfo:
@@ -216,13 +221,33 @@ def _fsync(path: str) -> None:
         os.close(fd)
 
 
-def write_part(root: str | Path, index: int, table: pa.Table, schema: pa.Schema | None = None) -> PartInfo:
+def row_group_slices(table: pa.Table, row_group_bytes: int | None) -> list[pa.Table]:
+    """``table`` cut into consecutive slices of about ``row_group_bytes`` of variable-width data
+    (strings, binaries: the content) each, a row never split; None: the whole table."""
+    if not row_group_bytes or table.num_rows == 0:
+        return [table]
+    sizes = np.zeros(table.num_rows, np.int64)
+    for column in table.columns:
+        t = column.type
+        if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
+            sizes += pc.fill_null(pc.binary_length(column), 0).to_numpy().astype(np.int64)
+    # start a new slice at the row that would take the running total past a multiple of the limit
+    bounds = np.searchsorted(np.cumsum(sizes), np.arange(1, int(sizes.sum()) // row_group_bytes + 1) * row_group_bytes,
+                             side="left")
+    starts = sorted({0, *(int(b) for b in bounds if 0 < b < table.num_rows)})
+    ends = starts[1:] + [table.num_rows]
+    return [table.slice(a, b - a) for a, b in zip(starts, ends)]
+
+
+def write_part(root: str | Path, index: int, table: pa.Table, schema: pa.Schema | None = None,
+               row_group_bytes: int | None = None) -> PartInfo:
     """Write ``table`` as part ``index`` of the dataset at ``root``, atomically; the manifest is the
     caller's (``write_manifest``, once every part is done). For part-aligned stages: a worker writes
-    its own part and returns the PartInfo to the driver."""
+    its own part and returns the PartInfo to the driver. ``row_group_bytes``: row groups of about
+    that much variable-width data (readers hold one at a time); None: one row group per table."""
     part = _PartFile(root, index, schema or table.schema)
     try:
-        part.write(table if schema is None else table.cast(schema))
+        part.write(table if schema is None else table.cast(schema), row_group_bytes)
     except BaseException:
         part.abort()
         raise
@@ -279,10 +304,13 @@ class PartWriter:
     manifest. A dataset with no rows still gets one empty part, so its schema is readable by
     ``pq.read_table(folder)`` too. Whole-repository parts: call ``cut()`` between repositories."""
 
-    def __init__(self, root: str | Path, schema: pa.Schema, part_bytes: int = 64 << 20, meta: dict[str, Any] | None = None):
+    def __init__(self, root: str | Path, schema: pa.Schema, part_bytes: int | None = 64 << 20,
+                 meta: dict[str, Any] | None = None, row_group_bytes: int | None = None):
         self.root = root
         self.schema = schema
-        self.part_bytes = max(1, int(part_bytes))
+        self.part_bytes = part_bytes
+        """None: parts are cut only by ``cut()``."""
+        self.row_group_bytes = row_group_bytes
         self.meta = meta
         self.parts: list[PartInfo] = []
         self._open: _PartFile | None = None
@@ -294,16 +322,19 @@ class PartWriter:
         if self._open is None:
             self._open = _PartFile(self.root, len(self.parts), self.schema)
             self._bytes = 0
-        self._open.write(table.select(self.schema.names).cast(self.schema))
+        self._open.write(table.select(self.schema.names).cast(self.schema), self.row_group_bytes)
         self._bytes += table.nbytes
-        if self._bytes >= self.part_bytes:
+        if self.part_bytes is not None and self._bytes >= self.part_bytes:
             self.cut()
 
-    def cut(self) -> None:
-        """Commit the open part (if any rows): the next write starts a new one."""
+    def cut(self, keep_empty: bool = False) -> None:
+        """Commit the open part: the next write starts a new one. With no rows since the last cut,
+        nothing, unless ``keep_empty`` (part-aligned outputs: part i must stay part i)."""
         if self._open is not None:
             self.parts.append(self._open.commit())
             self._open = None
+        elif keep_empty:
+            self.parts.append(write_part(self.root, len(self.parts), self.schema.empty_table()))
 
     def close(self) -> Manifest:
         self.cut()

@@ -112,6 +112,10 @@ class AtomicDir:
 
     def __enter__(self) -> Path:
         self.final.parent.mkdir(parents=True, exist_ok=True)
+        # A killed run (SIGKILL runs no cleanup) leaves its temp folder; one stage writes one output
+        # at a time (DVC's repo lock), so any such sibling is stale.
+        for stale in self.final.parent.glob(f".{self.final.name}.*.tmp"):
+            shutil.rmtree(stale, ignore_errors=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.", suffix=".tmp", dir=self.final.parent))
         return self.tmp
 

@@ -10,11 +10,23 @@ Why not ``executor.map_batches``: it maps over an Arrow table already in memory,
 ingest's input is files on disk that must not be in memory all at once; a Ray Data
 pipeline over Python objects would add a block layer without bounding anything better
 than ``max_in_flight`` does here.
+
+A group's identity (``group_key``) is what a resumed or repeated run compares to reuse the
+group's finished outputs (``stage.GroupStore``): its repositories as listed (names, paths, where
+the bytes are, metadata), the size and modification time of every file it will read, the
+settings that change its rows, and the code and library versions that compute them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import os
 from collections import deque
+from functools import lru_cache
+from importlib import metadata as importlib_metadata
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 T = TypeVar("T")
@@ -63,3 +75,105 @@ def map_ordered(fn: Callable[..., R], items: Iterable[T], fn_kwargs: dict[str, A
         pending.append(remote.remote(item, **kwargs_ref))
     while pending:
         yield ray.get(pending.popleft())
+
+
+# ---------------------------------------------------------------- identity of a group
+
+CODE_PACKAGES = ("pyarrow", "charset-normalizer", "scancode-toolkit")
+"""Libraries whose version changes a group's output bytes (Parquet writer, decoding, licenses)."""
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """sha256 of the code that computes a group (this package with its data files, the table and
+    dataset writers) and of the library versions it depends on: a changed rule invalidates every
+    finished group, as DVC invalidates the stage."""
+    here = Path(__file__).resolve().parent
+    files = sorted(p for p in here.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    files += [here.parent / "tables.py", here.parent / "datasets.py"]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.relative_to(here.parent).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    for name in CODE_PACKAGES:
+        try:
+            h.update(f"{name}={importlib_metadata.version(name)}\n".encode())
+        except importlib_metadata.PackageNotFoundError:
+            h.update(f"{name}=-\n".encode())
+    return h.hexdigest()
+
+
+def group_key(group: Sequence[Any], settings: dict[str, Any]) -> str:
+    """A digest naming one group's outputs: equal keys mean equal rows and bytes.
+
+    ``settings``: the stage settings that change a group's rows (the caller's choice, e.g. the
+    size cap, each repository's opt-out, the row-group size). Each repository contributes its
+    listing (every dataclass field, recursively) and a ``(size, mtime_ns)`` stat of every file it
+    will read: a file edited in place changes the key even when the listing does not."""
+    h = hashlib.sha256()
+    h.update(code_version().encode())
+    h.update(_canonical(settings).encode())
+    for repo in group:
+        h.update(_canonical(repo).encode())
+        h.update(_canonical(_file_stats(repo)).encode())
+    return h.hexdigest()[:32]
+
+
+def _file_stats(repo: Any) -> list:
+    """Size and modification time of what the repository will read (files under its root, license
+    files named by path, the Parquet files its rows live in)."""
+    stats: list = []
+    root = getattr(repo, "root", None)
+    if root is not None:
+        stats += [_stat(Path(root) / rel) for rel in getattr(repo, "files", ())]
+    for path in (getattr(repo, "license_files", None) or {}).values():
+        stats.append(_stat(Path(path)))
+    row_groups = getattr(repo, "row_groups", None)
+    for f in sorted({str(f) for f, _ in getattr(row_groups, "parts", ())}):
+        stats.append([f, *_stat_any(f)])
+    return stats
+
+
+def _stat(path: Path) -> list:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return [None, None]
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _stat_any(path: str) -> list:
+    """Local paths by ``os.stat``; URIs (``s3://``) by the filesystem's file info."""
+    if "://" not in path:
+        return _stat(Path(path))
+    from ray_tasks.datasets import resolve
+
+    fs, inner = resolve(path)
+    info = fs.get_file_info(inner)
+    return [info.size, info.mtime_ns]
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"))
+
+
+def _plain(value: Any) -> Any:
+    """JSON-able form of a listing: dataclasses by field, models by their dump, bytes by digest;
+    any other object by its type name only (its repr may hold a memory address, which would make
+    every key new)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"sha256": hashlib.sha256(value).hexdigest()}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [_plain(v) for v in value]
+        return sorted(items, key=json.dumps) if isinstance(value, (set, frozenset)) else items
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {"__type__": type(value).__name__,
+                **{f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}}
+    if hasattr(value, "model_dump"):
+        return {"__type__": type(value).__name__, **_plain(value.model_dump())}
+    return {"__type__": f"{type(value).__module__}.{type(value).__qualname__}"}

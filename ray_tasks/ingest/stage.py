@@ -9,8 +9,14 @@ deduplication, so an opted-out copy can never be the one a duplicate cluster kee
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,14 +24,16 @@ from typing import Iterable, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from ray_tasks.ingest.groups import group_by_bytes, map_ordered
+from ray_tasks.datasets import PartInfo, part_name, write_manifest, write_part
+from ray_tasks.ingest.groups import group_by_bytes, group_key, map_ordered
 from ray_tasks.ingest.params import IngestParams
 from ray_tasks.ingest.parquet_stream import ParquetStream
 from ray_tasks.ingest.sources import RawFile, Repository, load_rows, read_files
 from ray_tasks.progress import Progress
 from ray_tasks.stats import EXAMPLES_PER_REASON, examples
-from ray_tasks.tables import REJECTED_SCHEMA, reason_counts, rejected_table
+from ray_tasks.tables import REJECTED_SCHEMA, reason_counts, rejected_table, write_json_atomic, write_parquet_atomic
 
 FILES_SCHEMA = pa.schema(
     [
@@ -141,20 +149,50 @@ def skips_table(source_skips: Iterable[RawFile]) -> pa.Table:
     return rejected_table([_reject(s, s.error.split(":")[0], None, s.error) for s in source_skips])
 
 
+FILES_DIR = "files"
+"""The files table: a partitioned dataset (``ray_tasks/datasets.py``), one part per group."""
+
+
 def ingest_to(out_dir: Path, repositories: Sequence[Repository], cfg: IngestParams, use_ray: bool,
-              source_skips: Iterable[RawFile] = (), progress: Progress | None = None) -> dict:
+              source_skips: Iterable[RawFile] = (), progress: Progress | None = None,
+              work_dir: Path | None = None, log: logging.Logger | logging.LoggerAdapter | None = None) -> dict:
     """The stage: every repository ingested in groups of about ``cfg.batch_bytes`` (on Ray when
-    ``use_ray``, at most ``cfg.max_in_flight`` at a time), each group's rows written as it arrives
-    to ``files.parquet``, ``rejected.parquet`` and ``repos.parquet`` in ``out_dir``, in repository
-    order; returns ``stats.json``'s content. ``out_dir`` should be an ``AtomicDir``."""
-    groups = group_by_bytes(list(repositories), [_read_bytes(r, cfg) for r in repositories], cfg.batch_bytes)
+    ``use_ray``, at most ``cfg.max_in_flight`` at a time), each group's rows written as it arrives:
+    part i of the ``files/`` dataset is group i's kept files; ``rejected.parquet`` and
+    ``repos.parquet`` are streamed in group order. Returns ``stats.json``'s content. ``out_dir``
+    should be an ``AtomicDir``: the outputs appear together or not at all.
+
+    ``work_dir``: a ``GroupStore`` of finished groups that survives an interrupted run (kept
+    outside the output, which appears only at the end): a group whose key (``groups.group_key``) is
+    there is reused, not recomputed, so a killed run resumes where it stopped and a repeated run
+    recomputes nothing; outputs are byte-identical either way."""
+    log = log or logging.getLogger(__name__)
+    repositories = list(repositories)
+    groups = group_by_bytes(repositories, [_read_bytes(r, cfg) for r in repositories], cfg.batch_bytes)
+    store = GroupStore(work_dir) if work_dir is not None else None
+    keys = [group_key(g, _group_settings(g, cfg)) for g in groups] if store is not None else [None] * len(groups)
+    todo = [i for i, k in enumerate(keys) if store is None or not store.has(k)]
+    log.info("ingest: %d groups, %d reused from %s, %d to compute", len(groups), len(groups) - len(todo),
+             work_dir, len(todo))
+    computed = map_ordered(ingest_group, [groups[i] for i in todo], {"cfg": cfg}, use_ray=use_ray,
+                           max_in_flight=cfg.max_in_flight)
+    todo_set = set(todo)
     account = IngestAccount()
-    with ParquetStream(out_dir / "files.parquet", FILES_SCHEMA, cfg.row_group_bytes) as files, \
-            ParquetStream(out_dir / "rejected.parquet", REJECTED_SCHEMA, cfg.row_group_bytes) as rejected, \
+    parts: list[PartInfo] = []
+    files_root = out_dir / FILES_DIR
+    with ParquetStream(out_dir / "rejected.parquet", REJECTED_SCHEMA, cfg.row_group_bytes) as rejected, \
             ParquetStream(out_dir / "repos.parquet", REPOS_SCHEMA, cfg.row_group_bytes, empty_ok=False) as repos:
-        results = map_ordered(ingest_group, groups, {"cfg": cfg}, use_ray=use_ray, max_in_flight=cfg.max_in_flight)
-        for group, part in zip(groups, results):
-            files.write(part.files)
+        for i, (group, key) in enumerate(zip(groups, keys)):
+            if i in todo_set:
+                part = next(computed)
+                if store is not None:
+                    store.put(key, part, cfg.row_group_bytes)
+            else:
+                part = store.get(key)
+            if store is not None:
+                parts.append(store.link_files(key, files_root, i))
+            else:
+                parts.append(write_part(files_root, i, part.files, FILES_SCHEMA, cfg.row_group_bytes))
             rejected.write(part.rejected)
             repos.write(part.repos)
             account.add(part.repos, part.files, part.rejected)
@@ -164,7 +202,83 @@ def ingest_to(out_dir: Path, repositories: Sequence[Repository], cfg: IngestPara
         skipped = skips_table(source_skips)
         rejected.write(skipped)
         account.add(REPOS_SCHEMA.empty_table(), FILES_SCHEMA.empty_table(), skipped)
+    if not parts:  # no repository at all: still a readable, empty dataset
+        parts.append(write_part(files_root, 0, FILES_SCHEMA.empty_table()))
+    write_manifest(files_root, parts, FILES_SCHEMA)
+    if store is not None:
+        store.keep_only(set(keys))
     return {**account.stats(), "rejected_examples": account.examples}
+
+
+def _group_settings(group: Sequence[Repository], cfg: IngestParams) -> dict:
+    """The settings that change a group's rows or bytes (``groups.group_key``): the size cap, which
+    of its repositories are opted out, the row-group size. Not ``batch_bytes``/``max_in_flight``:
+    the group's members are in its key already."""
+    return {"max_file_bytes": cfg.max_file_bytes, "row_group_bytes": cfg.row_group_bytes,
+            "opted_out": [opted_out(r.name, cfg.opt_out) for r in group]}
+
+
+class GroupStore:
+    """Finished groups on disk, one folder per group key: its ``files`` part (final bytes),
+    ``rejected.parquet``, ``repos.parquet`` and ``part.json`` (the part's rows, bytes, digest).
+
+    A group's folder is built under a temporary name and renamed, so a folder that exists is
+    complete (a run killed mid-write leaves only a ``.tmp`` folder, removed on the next run).
+    The final output links (hard link, else copy) the part instead of rewriting it. After a
+    completed run only the groups it used are kept, so the store stays the size of one output."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        for stale in self.root.glob(".*.tmp"):
+            shutil.rmtree(stale, ignore_errors=True)
+
+    def has(self, key: str) -> bool:
+        return (self.root / key / "part.json").is_file()
+
+    def put(self, key: str, part: "GroupResult", row_group_bytes: int) -> None:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".tmp", dir=self.root))
+        try:
+            info = write_part(tmp / FILES_DIR, 0, part.files, FILES_SCHEMA, row_group_bytes)
+            write_parquet_atomic(part.rejected.cast(REJECTED_SCHEMA), tmp / "rejected.parquet")
+            write_parquet_atomic(part.repos.cast(REPOS_SCHEMA), tmp / "repos.parquet")
+            write_json_atomic(dataclasses.asdict(info), tmp / "part.json")
+            final = self.root / key
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def get(self, key: str) -> "GroupResult":
+        """A finished group's tables: the files table only with the columns the metrics need (its
+        content stays on disk: the part itself is linked, not read)."""
+        folder = self.root / key
+        files = pq.read_table(folder / FILES_DIR / part_name(0), columns=["length_bytes", "src_encoding", "license_type"])
+        return GroupResult(files, pq.read_table(folder / "rejected.parquet"), pq.read_table(folder / "repos.parquet"))
+
+    def link_files(self, key: str, files_root: Path, index: int) -> PartInfo:
+        """Group ``key``'s part as part ``index`` of ``files_root`` (a hard link: no bytes copied)."""
+        folder = self.root / key
+        info = PartInfo(**json.loads((folder / "part.json").read_text()))
+        src = folder / FILES_DIR / part_name(0)
+        if src.stat().st_size != info.bytes:
+            raise ValueError(f"{src}: {src.stat().st_size} bytes, part.json says {info.bytes} (damaged work folder)")
+        files_root.mkdir(parents=True, exist_ok=True)
+        dst = files_root / part_name(index)
+        tmp = files_root / f".{dst.name}.link.tmp"
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+        return PartInfo(dst.name, info.rows, info.bytes, info.sha256)
+
+    def keep_only(self, keys: set[str]) -> None:
+        for folder in self.root.iterdir():
+            if folder.is_dir() and folder.name not in keys:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def _read_bytes(repo: Repository, cfg: IngestParams) -> int:

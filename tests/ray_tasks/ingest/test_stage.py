@@ -2,11 +2,13 @@
 
 import json
 import os
+import shutil
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from ray_tasks.datasets import part_paths, read_dataset, read_manifest
 from ray_tasks.ingest.groups import group_by_bytes, map_ordered
 from ray_tasks.ingest.params import IngestParams
 from ray_tasks.ingest.sources import SourceSkips, directory_repositories, repositories
@@ -16,10 +18,16 @@ from ray_tasks.stats import examples
 from tests.conftest import MIT
 
 
-def _stage(out, repos, cfg, use_ray=False, skips=(), progress=None):
+def _stage(out, repos, cfg, use_ray=False, skips=(), progress=None, work_dir=None):
     out.mkdir(parents=True, exist_ok=True)
-    stats = ingest_to(out, repos, cfg, use_ray, source_skips=skips, progress=progress)
-    return stats, {n: pq.read_table(out / f"{n}.parquet") for n in ("files", "rejected", "repos")}
+    stats = ingest_to(out, repos, cfg, use_ray, source_skips=skips, progress=progress, work_dir=work_dir)
+    return stats, {"files": read_dataset(out / "files"),
+                   **{n: pq.read_table(out / f"{n}.parquet") for n in ("rejected", "repos")}}
+
+
+def _output_bytes(out):
+    """Every output file's bytes by relative path (parts, manifest, rejected, repos)."""
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
 
 
 def test_streamed_in_small_groups_and_row_groups_equals_the_whole_table(corpus, tmp_path):
@@ -29,8 +37,14 @@ def test_streamed_in_small_groups_and_row_groups_equals_the_whole_table(corpus, 
                         repos=len(repos))
     with progress:
         stats, out = _stage(tmp_path / "out", repos, small, progress=progress)
-    assert len(group_by_bytes(repos, [r.size_hint for r in repos], small.batch_bytes)) >= 4
-    assert pq.ParquetFile(tmp_path / "out" / "files.parquet").metadata.num_row_groups > 1
+    n_groups = len(group_by_bytes(repos, [r.size_hint for r in repos], small.batch_bytes))
+    assert n_groups >= 4
+    manifest = read_manifest(tmp_path / "out" / "files")
+    assert len(manifest.parts) == n_groups  # one part per group of whole repositories
+    part_repos = [set(pq.read_table(p, columns=["repo_name"]).column(0).to_pylist())
+                  for p in part_paths(tmp_path / "out" / "files")]
+    assert all(not (a & b) for i, a in enumerate(part_repos) for b in part_repos[i + 1:])  # repositories whole
+    assert max(pq.ParquetFile(p).metadata.num_row_groups for p in part_paths(tmp_path / "out" / "files")) > 1
     files, rejected = ingest(list(directory_repositories(corpus, None)), small)  # one group, in memory
     assert out["files"].equals(files) and out["rejected"].equals(rejected)
     assert out["repos"].equals(repos_table(list(directory_repositories(corpus, None))))
@@ -64,8 +78,33 @@ def test_on_ray_the_same_bytes_as_in_this_process(corpus, tmp_path, ray_session)
     local_stats, _ = _stage(tmp_path / "local", repos, cfg)
     ray_stats, _ = _stage(tmp_path / "ray", repos, cfg, use_ray=True)
     assert ray_stats == local_stats
-    for name in ("files", "rejected", "repos"):
-        assert (tmp_path / "local" / f"{name}.parquet").read_bytes() == (tmp_path / "ray" / f"{name}.parquet").read_bytes()
+    assert _output_bytes(tmp_path / "local") == _output_bytes(tmp_path / "ray")
+
+
+def test_a_work_folder_gives_the_same_bytes_and_a_rerun_reuses_every_group(corpus, tmp_path, caplog):
+    corpus = shutil.copytree(corpus, tmp_path / "corpus")  # edited below
+    cfg = IngestParams(batch_bytes=3000, row_group_bytes=2000)
+    repos = list(directory_repositories(corpus, None))
+    _stage(tmp_path / "plain", repos, cfg)
+    work = tmp_path / "work"
+    _stage(tmp_path / "first", list(directory_repositories(corpus, None)), cfg, work_dir=work)
+    n_groups = len(read_manifest(tmp_path / "first" / "files").parts)
+    assert _output_bytes(tmp_path / "plain") == _output_bytes(tmp_path / "first")
+    assert len([d for d in work.iterdir() if d.is_dir()]) == n_groups
+    with caplog.at_level("INFO"):
+        _stage(tmp_path / "again", list(directory_repositories(corpus, None)), cfg, work_dir=work)
+    assert f"{n_groups} groups, {n_groups} reused" in caplog.text
+    assert _output_bytes(tmp_path / "again") == _output_bytes(tmp_path / "first")
+    # an edited file changes its group's key only: that group is recomputed, the others reused
+    victim = next(p for p in sorted(corpus.rglob("*.py")))
+    victim.write_text(victim.read_text() + "\n# edited\n")
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        _stage(tmp_path / "edited", list(directory_repositories(corpus, None)), cfg, work_dir=work)
+    assert f"{n_groups} groups, {n_groups - 1} reused" in caplog.text
+    _stage(tmp_path / "edited_plain", list(directory_repositories(corpus, None)), cfg)
+    assert _output_bytes(tmp_path / "edited") == _output_bytes(tmp_path / "edited_plain")
+    assert len([d for d in work.iterdir() if d.is_dir()]) == n_groups  # the replaced group's old entry is gone
 
 
 def _pid(item):
