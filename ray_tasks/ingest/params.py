@@ -57,7 +57,55 @@ class TableSource(StageParams):
     """Cap on files read per repository (None: all)."""
 
 
-Source = Annotated[PythonEnvSource | DirectorySource | GitSource | TableSource, Field(discriminator="kind")]
+class StackV2Source(StageParams):
+    """The Stack v2 as BigCode releases it: Parquet files of ids and metadata, one row per file
+    (``blob_id``, ``repo_name``, ``path``, ``src_encoding``, ``language``, ``license_type``,
+    ``detected_licenses``...), no content. Contents are fetched per file from Software Heritage's
+    S3 bucket (``s3://softwareheritage/content/<blob_id>``, gzip), in the workers that ingest each
+    group of repositories (``ray_tasks/ingest/stack_v2.py``). Bulk downloads from that bucket need
+    an agreement with Software Heritage (the dataset card's terms of use)."""
+
+    kind: Literal["stack_v2"] = "stack_v2"
+    path: str
+    """The id files: a Parquet file, a folder (searched recursively) or a glob, local or a URI
+    (``s3://bucket/prefix/*.parquet``; endpoint and credentials from the usual AWS variables)."""
+    columns: dict[str, str] = Field(default_factory=dict)
+    """StarFlow column -> the files' column, for copies that renamed some (e.g. ``{blob_id: sha1}``)."""
+    bucket: str = "softwareheritage"
+    """Bucket holding the contents (Software Heritage's public one)."""
+    key_prefix: str = "content/"
+    """Key of a content: this prefix + ``blob_id``."""
+    endpoint_url: str | None = None
+    """S3 endpoint of the bucket; None: AWS (or ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL`` when
+    set, as boto3 reads them). A mirror, MinIO or a test server: its URL."""
+    region: str = "us-east-1"
+    """Region of the bucket (Software Heritage's is in us-east-1)."""
+    unsigned: bool = True
+    """Anonymous (unsigned) requests, as The Stack v2's own example fetches the public bucket;
+    false: sign with the usual AWS credentials (a private mirror)."""
+    concurrency: int = Field(default=16, ge=1, le=256)
+    """Contents fetched at once by one ingest task (threads: fetching is waiting on the network, so
+    a task on one CPU keeps this many requests in flight)."""
+    max_attempts: int = Field(default=6, ge=1)
+    """Tries per content before it is a ``fetch_failed`` rejection: throttling (503 SlowDown, 429),
+    5xx and connection or read errors are retried; a missing blob (404) is not."""
+    backoff_s: float = Field(default=0.5, gt=0)
+    """Base of the exponential back-off between tries: try n waits a random time up to
+    ``backoff_s * 2**n`` (full jitter), capped by ``backoff_max_s``."""
+    backoff_max_s: float = Field(default=20.0, gt=0)
+    """Longest wait between two tries."""
+    timeout_s: float = Field(default=30.0, gt=0)
+    """Connect and read timeout of one request (a timeout is retried)."""
+    cache_dir: str | None = ".starflow/stack_v2"
+    """Local content cache, one file per ``blob_id`` (the gzip as fetched, written atomically once
+    it decompresses), reused across runs: a re-run fetches only what it has not got. Relative paths
+    are taken from the workspace; on a cluster each node keeps its own. None: no cache."""
+    max_files_per_repo: int | None = Field(default=None, ge=1)
+    """Cap on files read per repository (None: all), in path order."""
+
+
+Source = Annotated[PythonEnvSource | DirectorySource | GitSource | TableSource | StackV2Source,
+                   Field(discriminator="kind")]
 
 
 class IngestParams(StageParams):
@@ -83,6 +131,6 @@ class IngestParams(StageParams):
     groups' content at once, so this bounds its memory too (128 MiB made its peak grow with the
     corpus, 16 MiB did not: benchmarks/dedup_memory.py)."""
 
-SOURCE_KINDS = frozenset(k for cls in (PythonEnvSource, DirectorySource, GitSource, TableSource)
+SOURCE_KINDS = frozenset(k for cls in (PythonEnvSource, DirectorySource, GitSource, TableSource, StackV2Source)
                          for k in cls.model_fields["kind"].annotation.__args__)
 """Every ``kind`` a source entry may have."""

@@ -5,7 +5,9 @@ Sources (``ingest.sources`` entries):
 - ``directory``: a folder whose sub-folders are repositories;
 - ``git``: git repositories by path or URL, shallow-cloned at their default branch;
 - ``parquet`` / ``jsonl``: one row per file in The Stack v2's schema (``repo_name``,
-  ``path``, ``content`` + its metadata columns), or any schema through a column mapping.
+  ``path``, ``content`` + its metadata columns), or any schema through a column mapping;
+- ``stack_v2``: The Stack v2 as BigCode releases it, id files without content; the contents are
+  fetched from Software Heritage's S3 bucket by the workers (``stack_v2.py``).
 
 A reader yields ``Repository`` records cheaply, in the driver: names, paths and where
 the bytes are, never the bytes themselves. Reading, decoding and license detection
@@ -18,7 +20,8 @@ too large is ingest's job, so every skip is counted in one place.
 
 Parquet sources are listed from their ``repo_name`` column one row group at a time
 and read by row group in the workers (``load_rows``); a JSONL file has no row groups
-and is read whole when listed (convert big JSONL corpora to Parquet).
+and is read whole when listed (convert big JSONL corpora to Parquet). Table files may be local
+or URIs (``s3://bucket/prefix/*.parquet``, through ``ray_tasks.datasets.resolve``).
 """
 
 from __future__ import annotations
@@ -30,11 +33,15 @@ import subprocess
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import pyarrow as pa
 
-from ray_tasks.ingest.params import DirectorySource, GitSource, PythonEnvSource, Source
+from ray_tasks.datasets import open_part, resolve
+from ray_tasks.ingest.params import DirectorySource, GitSource, PythonEnvSource, Source, StackV2Source
+
+if TYPE_CHECKING:
+    from ray_tasks.ingest.stack_v2 import BlobStore
 from ray_tasks.ingest.licenses import (
     RepoLicenses, is_license_file, licenses_from_metadata, licenses_from_text, scan_repository, spdx_from_expression,
 )
@@ -70,6 +77,8 @@ class RowGroups:
     max_files: int | None
     parts: list[tuple[str, int]]
     """(Parquet file, row group index) in reading order."""
+    blobs: "BlobStore | None" = None
+    """stack_v2: where the rows' contents are fetched from (the rows are ids)."""
 
 
 @dataclass
@@ -92,6 +101,8 @@ class Repository:
     row_groups: RowGroups | None = None
     size_hint: int = 0
     """Bytes this repository will read (an estimate from the listing), for batching and progress."""
+    blobs: "BlobStore | None" = field(default=None, repr=False)
+    """stack_v2: the rows have no content yet; ``read_files`` fetches it from this store."""
 
     @property
     def licenses(self) -> RepoLicenses:
@@ -111,11 +122,11 @@ class Repository:
 def read_files(repo: Repository, max_file_bytes: int) -> Iterator[RawFile]:
     """A repository's files; oversized files are not read into memory."""
     if repo.rows is not None:
-        for row in repo.rows:
-            if row.error is None and row.size >= max_file_bytes:
-                yield RawFile(row.repo_name, row.path, None, row.size, error="too_large", meta=row.meta)
-            else:
-                yield row
+        rows = [RawFile(row.repo_name, row.path, None, row.size, error="too_large", meta=row.meta)
+                if row.error is None and row.size >= max_file_bytes else row for row in repo.rows]
+        if repo.blobs is not None:  # stack_v2: contents fetched now, in the worker, never for oversized rows
+            rows = repo.blobs.fetch(rows, max_file_bytes)
+        yield from rows
         return
     for rel in repo.files:
         abs_path = repo.root / rel
@@ -335,10 +346,13 @@ def _git(args: list[str], cwd: Path | None) -> str:
 REQUIRED_TABLE_COLUMNS = ("repo_name", "path", "content")
 
 
-def table_files(path: str | Path, fmt: str) -> list[Path]:
-    """The files a table source names: one file, a folder (recursively) or a glob."""
-    p = Path(path)
+def table_files(path: str | Path, fmt: str) -> list[Path] | list[str]:
+    """The files a table source names: one file, a folder (recursively) or a glob; local paths, or
+    URIs for a URI (``s3://bucket/ids/`` or ``s3://bucket/ids/*.parquet``)."""
     suffixes = {"parquet": (".parquet",), "jsonl": (".jsonl", ".json", ".jsonl.gz", ".json.gz")}[fmt]
+    if "://" in str(path):
+        return _uri_table_files(str(path), fmt, suffixes)
+    p = Path(path)
     if p.is_file():
         return [p]
     if p.is_dir():
@@ -350,11 +364,43 @@ def table_files(path: str | Path, fmt: str) -> list[Path]:
     return found
 
 
-def read_table_file(path: Path, fmt: str) -> pa.Table:
+def _uri_table_files(uri: str, fmt: str, suffixes: tuple[str, ...]) -> list[str]:
+    """``table_files`` for a URI: listed through pyarrow.fs; a wildcard is matched (fnmatch) below
+    the last folder without one."""
+    import fnmatch
+
+    import pyarrow.fs as pafs
+
+    scheme = uri.split("://", 1)[0]
+    fs, path = resolve(uri)
+    if any(c in path for c in "*?["):
+        parts = path.split("/")
+        fixed = next(i for i, part in enumerate(parts) if any(c in part for c in "*?["))
+        infos = fs.get_file_info(pafs.FileSelector("/".join(parts[:fixed]), recursive=True, allow_not_found=True))
+        found = [i.path for i in infos if i.type == pafs.FileType.File and fnmatch.fnmatchcase(i.path, path)]
+    else:
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.File:
+            found = [path]
+        else:
+            infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+            found = [i.path for i in infos if i.type == pafs.FileType.File and i.base_name.endswith(suffixes)
+                     and not i.base_name.startswith((".", "_"))]
+    if not found:
+        raise ValueError(f"ingest.sources: no {fmt} files at {uri}")
+    return [f"{scheme}://{f}" for f in sorted(found)]
+
+
+def read_table_file(path: str | Path, fmt: str) -> pa.Table:
     """A whole JSONL file (JSONL has no row groups; Parquet is read by row group instead)."""
     import pyarrow.json as pj
 
-    return pj.read_json(path, read_options=pj.ReadOptions(block_size=1 << 24))
+    options = pj.ReadOptions(block_size=1 << 24)
+    if "://" in str(path):
+        fs, p = resolve(path)
+        with fs.open_input_stream(p, compression="detect") as fh:
+            return pj.read_json(fh, read_options=options)
+    return pj.read_json(path, read_options=options)
 
 
 def table_repositories(path: str | Path, fmt: str, columns: dict[str, str], max_files: int | None,
@@ -373,7 +419,7 @@ def table_repositories(path: str | Path, fmt: str, columns: dict[str, str], max_
     themselves are read by row group where the repository is ingested (``load_rows``).
     """
     if fmt == "parquet":
-        yield from _parquet_repositories(table_files(path, fmt), columns, max_files, skipped)
+        yield from parquet_repositories(table_files(path, fmt), columns, max_files, skipped)
         return
     by_repo: dict[str, list[RawFile]] = {}
     for f in table_files(path, fmt):
@@ -385,38 +431,48 @@ def table_repositories(path: str | Path, fmt: str, columns: dict[str, str], max_
         for raw in _raw_rows(_map_columns(table, columns, f)):
             by_repo.setdefault(raw.repo_name, []).append(raw)
     for repo, rows in by_repo.items():
-        yield _table_repository(repo, fmt, rows, max_files)
+        yield table_repository(repo, fmt, rows, max_files)
 
 
-def _unreadable(f: Path, fmt: str, exc: Exception) -> RawFile:
+def _unreadable(f: str | Path, fmt: str, exc: Exception) -> RawFile:
     return RawFile(f"<{fmt}>", str(f), None, 0, error=f"unreadable_{fmt}: {str(exc)[:300]}")
 
 
-def _parquet_repositories(files: list[Path], columns: dict[str, str], max_files: int | None,
-                          skipped: list[RawFile]) -> Iterator[Repository]:
-    import pyarrow.parquet as pq
-
+def parquet_repositories(files: Sequence[str | Path], columns: dict[str, str], max_files: int | None,
+                         skipped: list[RawFile], kind: str = "parquet",
+                         required: Sequence[str] = REQUIRED_TABLE_COLUMNS, size_column: str | None = None,
+                         blobs: "BlobStore | None" = None) -> Iterator[Repository]:
+    """Repositories of Parquet files (one row per file), listed from the ``repo_name`` column one
+    row group at a time (and ``size_column`` when the files have it: the bytes each row will read,
+    e.g. stack_v2's ``length_bytes``; else each row's share of the row group's bytes)."""
     parts: dict[str, list[tuple[str, int]]] = {}
     sizes: dict[str, float] = {}
     repo_column = columns.get("repo_name", "repo_name")
     for f in files:
         try:
-            pf = pq.ParquetFile(f)
+            pf = open_part(f)
         except (OSError, pa.ArrowException) as exc:
             skipped.append(_unreadable(f, "parquet", exc))
             continue
-        _check_columns(pf.schema_arrow.names, columns, f)
+        names_in_file = pf.schema_arrow.names
+        _check_columns(names_in_file, columns, f, required)
+        size_source = columns.get(size_column, size_column) if size_column else None
+        read = [repo_column] + ([size_source] if size_source in names_in_file else [])
         for rg in range(pf.metadata.num_row_groups):
-            names = pf.read_row_group(rg, columns=[repo_column]).column(0).to_pylist()
-            per_row = pf.metadata.row_group(rg).total_byte_size / max(len(names), 1)
-            for name in names:
+            table = pf.read_row_group(rg, columns=read)
+            names = table.column(0).to_pylist()
+            if len(read) > 1:
+                row_sizes = [int(v or 0) for v in table.column(1).to_pylist()]
+            else:
+                row_sizes = [pf.metadata.row_group(rg).total_byte_size / max(len(names), 1)] * len(names)
+            for name, size in zip(names, row_sizes):
                 name = name or "<unknown>"
                 where = parts.setdefault(name, [])
                 if not where or where[-1] != (str(f), rg):
                     where.append((str(f), rg))
-                sizes[name] = sizes.get(name, 0) + per_row
+                sizes[name] = sizes.get(name, 0) + size
     for name, where in parts.items():
-        yield Repository(name=name, source="parquet", row_groups=RowGroups("parquet", columns, max_files, where),
+        yield Repository(name=name, source=kind, row_groups=RowGroups(kind, columns, max_files, where, blobs),
                          size_hint=int(sizes[name]))
 
 
@@ -424,26 +480,52 @@ def load_rows(repos: list[Repository]) -> list[Repository]:
     """The same repositories with their rows in memory: each row group a Parquet repository names is
     read once for the whole group of repositories, then dropped."""
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     cache: dict[tuple[str, int], pa.Table] = {}
+    opened: dict[str, Any] = {}
     out = []
     for repo in repos:
         spec = repo.row_groups
         if spec is None or repo.rows is not None:
             out.append(repo)
             continue
+        if spec.blobs is not None:  # imported here: stack_v2 builds on this module
+            from ray_tasks.ingest import stack_v2
         rows: list[RawFile] = []
         for f, rg in spec.parts:
             if (f, rg) not in cache:
-                cache[(f, rg)] = _map_columns(pq.ParquetFile(f).read_row_group(rg), spec.columns, Path(f))
+                pf = opened.get(f) or opened.setdefault(f, open_part(f))
+                cache[(f, rg)] = _map_columns(pf.read_row_group(rg, columns=_columns_to_read(pf, spec)),
+                                              spec.columns, f, _required(spec))
             table = cache[(f, rg)]
             names = pc.fill_null(table.column("repo_name"), "<unknown>")
-            rows += _raw_rows(table.filter(pc.equal(names, repo.name)))
-        loaded = _table_repository(repo.name, spec.fmt, rows, spec.max_files)
+            mine = table.filter(pc.equal(names, repo.name))
+            rows += stack_v2.id_rows(mine) if spec.blobs is not None else _raw_rows(mine)
+        if spec.blobs is not None:
+            loaded = stack_v2.repository(repo.name, rows, spec.max_files, spec.blobs)
+        else:
+            loaded = table_repository(repo.name, spec.fmt, rows, spec.max_files)
         loaded.size_hint = repo.size_hint
         out.append(loaded)
     return out
+
+
+def _required(spec: RowGroups) -> Sequence[str]:
+    if spec.blobs is not None:
+        from ray_tasks.ingest.stack_v2 import ID_COLUMNS
+
+        return ID_COLUMNS
+    return REQUIRED_TABLE_COLUMNS
+
+
+def _columns_to_read(pf, spec: RowGroups) -> list[str] | None:
+    """stack_v2: only the id and metadata columns ingest uses (the release has 26); else all."""
+    if spec.blobs is None:
+        return None
+    from ray_tasks.ingest.stack_v2 import READ_COLUMNS
+
+    theirs = {spec.columns.get(c, c) for c in READ_COLUMNS}
+    return [n for n in pf.schema_arrow.names if n in theirs]
 
 
 def _raw_rows(table: pa.Table) -> Iterator[RawFile]:
@@ -458,7 +540,7 @@ def _raw_rows(table: pa.Table) -> Iterator[RawFile]:
             yield RawFile(repo, row["path"], None, int(size), text=text, meta=meta)
 
 
-def _table_repository(name: str, fmt: str, rows: list[RawFile], max_files: int | None) -> Repository:
+def table_repository(name: str, fmt: str, rows: list[RawFile], max_files: int | None) -> Repository:
     meta: dict[str, Any] = {}
     for row in rows:  # the first value each repository-level column has
         for k in ("star_events_count", "fork_events_count", "revision_id", "revision_date", "visit_date", "gha_license_id"):
@@ -483,18 +565,20 @@ def detect_licenses(repo: Repository) -> RepoLicenses:
     return scan_repository(repo.files, _read_text(repo.root), declared=repo.declared)
 
 
-def _check_columns(names: list[str], columns: dict[str, str], path: Path) -> None:
+def _check_columns(names: list[str], columns: dict[str, str], path: str | Path,
+                   required: Sequence[str] = REQUIRED_TABLE_COLUMNS) -> None:
     renames = {theirs: ours for ours, theirs in columns.items()}
-    missing = [c for c in REQUIRED_TABLE_COLUMNS if c not in [renames.get(n, n) for n in names]]
+    missing = [c for c in required if c not in [renames.get(n, n) for n in names]]
     if missing:
         raise ValueError(
             f"ingest.sources: {path} lacks column(s) {missing}; it has {names}. "
-            f"Map yours with `columns: {{content: <your column>, ...}}`."
+            f"Map yours with `columns: {{{missing[-1]}: <your column>, ...}}`."
         )
 
 
-def _map_columns(table: pa.Table, columns: dict[str, str], path: Path) -> pa.Table:
-    _check_columns(table.column_names, columns, path)
+def _map_columns(table: pa.Table, columns: dict[str, str], path: str | Path,
+                 required: Sequence[str] = REQUIRED_TABLE_COLUMNS) -> pa.Table:
+    _check_columns(table.column_names, columns, path, required)
     renames = {theirs: ours for ours, theirs in columns.items()}
     table = table.rename_columns([renames.get(c, c) for c in table.column_names])
     for col in table.column_names:  # timestamps -> ISO strings, so rows compare across sources
@@ -524,11 +608,19 @@ def repositories(sources: Sequence[Source], workspace: Path = Path("."), skips: 
         elif isinstance(spec, GitSource):
             urls = [u if "://" in u or "@" in u else str(_resolve(u, workspace)) for u in spec.urls]
             yield from git_repositories(urls, _resolve(spec.cache_dir, workspace), spec.branch, cap)
+        elif isinstance(spec, StackV2Source):
+            from ray_tasks.ingest.stack_v2 import stack_v2_repositories  # builds on this module
+
+            cache = Path(_resolve(spec.cache_dir, workspace)).absolute() if spec.cache_dir else None
+            yield from stack_v2_repositories(spec, _resolve(spec.path, workspace), cache, skips.files)
         else:
             yield from table_repositories(_resolve(spec.path, workspace), spec.kind, spec.columns, cap, skips.files)
 
 
-def _resolve(path: str, workspace: Path) -> Path:
+def _resolve(path: str, workspace: Path) -> Path | str:
+    """A local path from the workspace; a URI (``s3://...``) as it is."""
+    if "://" in path:
+        return path
     p = Path(path).expanduser()
     return p if p.is_absolute() else workspace / p
 
