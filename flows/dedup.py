@@ -1,13 +1,20 @@
 """Stage ``dedup``: exact (repositories, files) and MinHash near-deduplication of the ingested files.
 
-Outputs in ``data/dedup/``: ``files.parquet`` (kept rows), ``rejected.parquet`` (with the kept
+Outputs in ``data/dedup/``: ``files/`` (kept rows, a partitioned dataset: part k holds the kept
+rows of ingest's part k), ``rejected.parquet`` (with the kept
 copy in ``detail``), ``clusters.parquet`` (every member of every merged cluster) and
 ``index/`` (the LSH index that later batches are deduplicated against: ``starflow dedup
 --index data/dedup/index``). The contract is ``ray_tasks/dedup/__init__.py``; the work is
 ``ray_tasks.dedup.stage.dedup``, on Ray or in this process as ``params.ray`` decides
 (``executor_session``, ``ray_tasks/executor.py``), with the same outputs either way. The input
-is opened by its footer only (``ParquetSource``); the stage reads it row group by row group and
-``write_kept`` streams the kept rows, so this process never holds the content.
+is opened by its parts' footers only (``open_dataset``); the stage reads it row group by row group
+and ``write_kept_parts`` writes the kept rows part by part (a task per part), so this process
+never holds the content.
+
+Resume: the output, the LSH index inside it included, is built in a temporary folder renamed at
+the end (``AtomicDir``), so a killed run leaves ``data/dedup`` as it was (its temp folder is removed
+by the next run), and a re-run computes the same outputs from scratch: dedup is one global
+decision over every part, so there are no finished units to reuse.
 """
 
 from __future__ import annotations
@@ -21,8 +28,8 @@ from prefect import flow, get_run_logger
 from flows import tracking
 from flows.config import Params
 from flows.workspace import FILES, REJECTED, stage_dir
-from ray_tasks.dedup.source import ParquetSource
-from ray_tasks.dedup.stage import DedupResult, dedup, write_kept
+from ray_tasks.dedup.source import open_dataset
+from ray_tasks.dedup.stage import DedupResult, dedup, write_kept_parts
 from ray_tasks.executor import executor_session
 from ray_tasks.tables import AtomicDir, FILE_COLUMNS, reason_counts, write_parquet_atomic
 
@@ -57,8 +64,8 @@ def report_markdown(stats: dict, top: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(result: DedupResult, out: Path) -> None:
-    write_kept(result, out / FILES)
+def write_outputs(result: DedupResult, out: Path, use_ray: bool) -> None:
+    write_kept_parts(result, out / FILES, use_ray)
     write_parquet_atomic(result.rejected, out / REJECTED)
     write_parquet_atomic(result.clusters, out / CLUSTERS)
 
@@ -67,15 +74,15 @@ def write_outputs(result: DedupResult, out: Path) -> None:
 def dedup_flow(params: Params, parent_run_id: str | None = None) -> dict:
     log = get_run_logger()
     with tracking.stage_run("dedup", params, parent_run_id):
-        src = stage_dir("ingest") / FILES
-        files = ParquetSource.open([src], required=FILE_COLUMNS)
+        files = open_dataset(stage_dir("ingest") / FILES, required=FILE_COLUMNS)
         n_bytes = files.content_bytes()
         with executor_session(params.ray, n_bytes) as use_ray, AtomicDir(stage_dir("dedup")) as out:
-            log.info("dedup: %d files in %d row groups, %.1f MB, %s", files.num_rows, files.num_groups, n_bytes / 2**20,
+            log.info("dedup: %d files in %d parts, %d row groups, %.1f MB, %s", files.num_rows, len(files.files),
+                     files.num_groups, n_bytes / 2**20,
                      "on Ray" if use_ray else "in this process")
             # The index is built fresh inside the new output folder: a full run.
             result = dedup(files, out / INDEX, params.dedup, use_ray=use_ray, log=log)
-            write_outputs(result, out)
+            write_outputs(result, out, use_ray)
         stats = {
             **result.stats,
             "used_ray": int(use_ray),

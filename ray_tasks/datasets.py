@@ -169,12 +169,20 @@ class _HashingSink:
         return False
 
     def close(self) -> None:
-        # pq.ParquetWriter closes its sink; the stream is closed (and renamed) by _PartFile.
+        # pq.ParquetWriter closes its sink; the stream is closed (and renamed) by PartStream.
         self.closed = True
 
 
-class _PartFile:
-    """One part being written: a temp name (local) or the final object (S3), renamed on commit."""
+class PartStream:
+    """One part written table by table (each ``write`` one or more row groups): a temp name
+    (local) or the final object (S3), renamed on ``commit``; for a worker that streams its own
+    part (``write_part`` when the table is whole in memory). A part with no writes is a valid,
+    empty part.
+
+        with PartStream(root, 3, schema) as part:
+            for t in tables: part.write(t)
+        part.info  # the PartInfo, once committed
+    """
 
     def __init__(self, root: str | Path, index: int, schema: pa.Schema):
         self.fs, base = resolve(root)
@@ -211,6 +219,15 @@ class _PartFile:
             if self.local and os.path.exists(self.target):
                 os.unlink(self.target)
 
+    def __enter__(self) -> "PartStream":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.info = self.commit()
+        else:
+            self.abort()
+
 
 def _fsync(path: str) -> None:
     # pyarrow's local output stream does not expose its descriptor; a reopened one syncs the same file.
@@ -245,7 +262,7 @@ def write_part(root: str | Path, index: int, table: pa.Table, schema: pa.Schema 
     caller's (``write_manifest``, once every part is done). For part-aligned stages: a worker writes
     its own part and returns the PartInfo to the driver. ``row_group_bytes``: row groups of about
     that much variable-width data (readers hold one at a time); None: one row group per table."""
-    part = _PartFile(root, index, schema or table.schema)
+    part = PartStream(root, index, schema or table.schema)
     try:
         part.write(table if schema is None else table.cast(schema), row_group_bytes)
     except BaseException:
@@ -313,14 +330,14 @@ class PartWriter:
         self.row_group_bytes = row_group_bytes
         self.meta = meta
         self.parts: list[PartInfo] = []
-        self._open: _PartFile | None = None
+        self._open: PartStream | None = None
         self._bytes = 0
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows == 0:
             return
         if self._open is None:
-            self._open = _PartFile(self.root, len(self.parts), self.schema)
+            self._open = PartStream(self.root, len(self.parts), self.schema)
             self._bytes = 0
         self._open.write(table.select(self.schema.names).cast(self.schema), self.row_group_bytes)
         self._bytes += table.nbytes

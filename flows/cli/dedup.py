@@ -1,6 +1,7 @@
 """``starflow dedup``: deduplicate any Parquet table of files, optionally against a persisted index.
 
     starflow dedup --input files.parquet --output out/                 # full run; index in out/index
+    starflow dedup --input data/ingest/files --output out/             # a partitioned dataset
     starflow dedup --input new/ --output out2/ --index out/index       # new batch vs the index
 
 Writes ``OUTPUT/kept.parquet`` (kept input rows), ``OUTPUT/clusters.parquet`` (``cluster_id,
@@ -18,15 +19,19 @@ from typing import Annotated
 import typer
 
 from flows.cli.common import OptionalParamsOpt, fail, load
-from ray_tasks.dedup.source import ParquetSource
+from ray_tasks.datasets import is_dataset
+from ray_tasks.dedup.source import ParquetSource, open_dataset
 from ray_tasks.tables import AtomicDir, write_parquet_atomic
 
 
 def open_input(path: Path) -> ParquetSource:
-    """A Parquet file, or every ``*.parquet`` under a folder (sorted by path), as one source; only
-    the footers are read here (the stage reads the rest row group by row group)."""
+    """A Parquet file, a partitioned dataset (its manifest's parts, in order: ``data/ingest/files``),
+    or every ``*.parquet`` under a folder (sorted by path), as one source; only the footers are
+    read here (the stage reads the rest row group by row group)."""
     if not path.exists():
         raise ValueError(f"{path}: no such file or folder")
+    if is_dataset(path):
+        return open_dataset(path)
     files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
     if not files:
         raise ValueError(f"{path}: no .parquet files in this folder")

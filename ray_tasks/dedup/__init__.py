@@ -1,7 +1,7 @@
 """Stage ``dedup``: exact (repositories, files) then MinHash near-deduplication, the seed's order.
 
-Input: ``data/ingest/files.parquet``, one row per file. Needs ``repo_name, path, content``;
-uses ``sha256`` (else hashes ``content``), ``length_bytes``, and the ranking columns when
+Input: ``data/ingest/files/`` (a partitioned dataset, ``ray_tasks/datasets.py``), one row per
+file. Needs ``repo_name, path, content``; uses ``sha256`` (else hashes ``content``), ``length_bytes``, and the ranking columns when
 present: ``license_type``, ``star_events_count`` / ``fork_events_count``, ``revision_date``,
 ``visit_date``. Every other column passes through. It is read by row group, never whole
 (``source.py``): this process reads the small columns, map tasks read the content of their
@@ -9,8 +9,9 @@ row groups, so peak memory follows the input's row-group size, not the corpus.
 
 Outputs in ``data/dedup/``:
 
-* ``files.parquet``: the kept rows, every input column, in input order, written row group by
-  row group (the kept rows of each input row group form one output row group).
+* ``files/``: the kept rows, every input column, in input order, a partitioned dataset aligned
+  with the input: part k holds the kept rows of input part k (each input row group gives at most
+  one output row group; a part with none kept is empty), written by one task per part.
 * ``rejected.parquet``: ``stage, reason, repo_name, path, length_bytes, sha256, detail``
   (``ray_tasks.tables.REJECTED_SCHEMA``); ``reason`` is ``exact_duplicate_repo``,
   ``exact_duplicate`` or ``near_duplicate``, ``detail`` names the kept copy.

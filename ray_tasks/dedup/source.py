@@ -21,6 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ray_tasks.datasets import open_part, part_paths
+
 REQUIRED_COLUMNS = ("repo_name", "path", "content")
 
 
@@ -43,12 +45,12 @@ class ParquetSource:
         """The files as one source; fails naming the file when one is unreadable or lacks a ``required`` column."""
         files, schemas, gfile, gindex, sizes = [], [], [], [], []
         for k, path in enumerate(paths):
-            path = Path(path).resolve()  # Ray workers may run in another folder
+            path = _address(path)
             meta = _footer(path)
             schema = meta.schema.to_arrow_schema().remove_metadata()
             if missing := [c for c in required if c not in schema.names]:
                 raise ValueError(f"{path}: missing required columns {missing} (need {list(required)})")
-            files.append(str(path))
+            files.append(path)
             schemas.append(schema)
             for g in range(meta.num_row_groups):
                 gfile.append(k)
@@ -75,7 +77,7 @@ class ParquetSource:
         the executor choice is made on."""
         total = 0
         for path in self.files:
-            meta = pq.read_metadata(path)
+            meta = open_part(path).metadata
             col = meta.schema.names.index("content")
             total += sum(meta.row_group(g).column(col).total_uncompressed_size for g in range(meta.num_row_groups))
         return total
@@ -83,7 +85,7 @@ class ParquetSource:
     def read_group(self, g: int, columns: Sequence[str] | None = None) -> pa.Table:
         """Row group ``g`` (global number), the requested columns, in the unified schema."""
         names = list(columns) if columns is not None else self.schema.names
-        fh = pq.ParquetFile(self.files[self.group_file[g]])
+        fh = open_part(self.files[self.group_file[g]])
         have = [c for c in names if c in fh.schema_arrow.names]
         part = fh.read_row_group(int(self.group_index[g]), columns=have)
         n = part.num_rows
@@ -124,9 +126,31 @@ class ParquetSource:
             yield int(self.group_start[g]), self.read_group(g, columns)
 
 
-def _footer(path: Path) -> pq.FileMetaData:
+    def file_rows(self, k: int) -> tuple[int, int]:
+        """(first global row, end) of file ``k``: a part-aligned output writes these rows as its part k."""
+        lo, hi = np.searchsorted(self.group_file, [k, k + 1])  # group_file ascends: files in order
+        return int(self.group_start[lo]), int(self.group_start[hi])
+
+    def file_groups(self, k: int) -> range:
+        """Global numbers of file ``k``'s row groups."""
+        lo, hi = np.searchsorted(self.group_file, [k, k + 1])
+        return range(int(lo), int(hi))
+
+
+def open_dataset(root: str | Path, required: Sequence[str] = REQUIRED_COLUMNS) -> "ParquetSource":
+    """A partitioned dataset (``ray_tasks/datasets.py``: its manifest's parts, in order) as a source."""
+    return ParquetSource.open(part_paths(root), required=required)
+
+
+def _address(path: str | Path) -> str:
+    """An absolute local path (Ray workers may run in another folder), or the URI as given."""
+    text = str(path)
+    return text if "://" in text else str(Path(text).resolve())
+
+
+def _footer(path: str) -> pq.FileMetaData:
     """A Parquet file's footer (schema, row groups): the only part read when a source is opened."""
     try:
-        return pq.read_metadata(path)
+        return open_part(path).metadata
     except (OSError, pa.ArrowInvalid) as exc:
         raise ValueError(f"{path}: not a readable Parquet file ({exc})") from exc

@@ -19,10 +19,11 @@ by the map tasks (``scan_group`` here, ``lsh.sign_task``) from the row groups th
 their rows, and the kept rows are written by streaming the input row group by row group
 (``write_kept``). Peak memory follows a row group, not the corpus.
 
-    source = ParquetSource.open([path])                                   # source.py
+    source = open_dataset("data/ingest/files")                            # source.py: the parts, in order
     with executor_session(params.ray, source.content_bytes()) as use_ray:  # ray_tasks/executor.py
         result = dedup(source, index_dir, params.dedup, use_ray=use_ray)
-    write_kept(result, out / "files.parquet"); result.rejected, result.clusters, result.superseded, result.stats
+        write_kept_parts(result, out / "files", use_ray)  # part k = kept rows of input part k
+    result.rejected, result.clusters, result.superseded, result.stats     # write_kept: one file instead
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ray_tasks.datasets import PartInfo, PartStream, write_manifest
 from ray_tasks.dedup import index as ix
 from ray_tasks.dedup.lsh import connected_labels, near_duplicate_edges
 from ray_tasks.dedup.params import DedupParams
@@ -433,6 +435,36 @@ def _rejected(batch: _Batch, rows: np.ndarray, reasons: np.ndarray, detail: pa.A
         "sha256": batch.hashes.take(idx),
         "detail": detail.cast(pa.string()),
     }, schema=REJECTED_SCHEMA)
+
+
+def write_kept_parts(result: DedupResult, root: str | Path, use_ray: bool) -> list[PartInfo]:
+    """The kept rows as a partitioned dataset at ``root`` (``ray_tasks/datasets.py``): output part k
+    is the kept rows of input file k, every input column, in input order (each input row group
+    gives at most one output row group), a part with no kept rows an empty one. Each part is
+    written by its own task, on Ray or here (it reads only its file's row groups), atomically;
+    the manifest is written last. ``root`` should be inside an ``AtomicDir``."""
+    source = result.source
+    root = root if "://" in str(root) else str(Path(root).absolute())  # Ray workers may run elsewhere
+    calls = []
+    for k in range(len(source.files)):
+        first, end = source.file_rows(k)
+        calls.append((source, k, result.kept_mask[first:end], root))
+    parts = gather(submit(write_kept_part, calls, use_ray), use_ray)
+    write_manifest(root, parts, source.schema)
+    return parts
+
+
+def write_kept_part(source: ParquetSource, k: int, mask: np.ndarray, root: str) -> PartInfo:
+    """Part ``k`` of the kept rows: input file ``k``'s row groups, filtered by ``mask`` (its rows)."""
+    first = source.file_rows(k)[0]
+    with PartStream(root, k, source.schema) as part:
+        for g in source.file_groups(k):
+            start = int(source.group_start[g]) - first
+            group = source.read_group(g)
+            keep = mask[start:start + group.num_rows]
+            if keep.any():
+                part.write(group.filter(pa.array(keep)))
+    return part.info
 
 
 def write_kept(result: DedupResult, path: str | Path) -> None:

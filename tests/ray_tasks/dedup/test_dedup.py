@@ -345,3 +345,52 @@ def test_auto_executor_starts_ray_only_when_it_pays_off():
         assert use_ray is False
     with pytest.raises(ValueError, match="executor"):
         RayParams(executor="threads")
+
+
+def test_a_partitioned_input_gives_part_aligned_outputs_and_the_one_file_result(tmp_path):
+    """Four parts of a dataset (one of them nothing but duplicates): the same decisions as one
+    file, and output part k holds exactly the kept rows of input part k."""
+    from ray_tasks.datasets import part_paths, read_dataset, read_manifest, write_manifest, write_part
+    from ray_tasks.dedup.source import open_dataset
+    from ray_tasks.dedup.stage import write_kept_parts
+
+    table = _corpus(200, seed=9)
+    one = run_dedup(table, tmp_path / "one", CFG)
+    n = table.num_rows
+    cuts = [0, n // 4, n // 2, n // 2 + 3, n]
+    dup = table.slice(0, 3)  # a fifth part of exact copies of the first rows: nothing in it is kept
+    pieces = [table.slice(a, b - a) for a, b in zip(cuts, cuts[1:])]
+    infos = [write_part(tmp_path / "in", i, p, row_group_bytes=4000) for i, p in enumerate([*pieces, dup])]
+    write_manifest(tmp_path / "in", infos, table.schema)
+    source = open_dataset(tmp_path / "in")
+    assert len(source.files) == 5 and source.num_groups > 5
+    parted = dedup(source, tmp_path / "parted", CFG, use_ray=False)
+    whole = run_dedup(pa.concat_tables([table, dup]), tmp_path / "whole", CFG)
+    assert _kept(parted) == _kept(whole) and parted.stats == whole.stats
+    assert _kept(parted) == _kept(one)  # the copies add no kept file
+    write_kept_parts(parted, tmp_path / "out", use_ray=False)
+    out_parts = read_manifest(tmp_path / "out").parts
+    assert [p.name for p in out_parts] == [p.name for p in infos]
+    assert out_parts[-1].rows == 0
+    kept = set(_kept(parted))
+    for src, dst in zip(part_paths(tmp_path / "in"), part_paths(tmp_path / "out")):
+        rows = pq.read_table(src)
+        mask = pa.array([(r, p) in kept for r, p in zip(rows.column("repo_name").to_pylist(), rows.column("path").to_pylist())])
+        assert pq.read_table(dst).equals(rows.filter(mask))
+    assert read_dataset(tmp_path / "out").equals(kept_rows(parted, tmp_path / "single.parquet"))
+
+
+def test_kept_parts_written_on_ray_are_the_local_bytes(tmp_path, ray_session):
+    from ray_tasks.datasets import write_manifest, write_part
+    from ray_tasks.dedup.source import open_dataset
+    from ray_tasks.dedup.stage import write_kept_parts
+
+    table = _corpus(120, seed=3)
+    half = table.num_rows // 2
+    write_manifest(tmp_path / "in", [write_part(tmp_path / "in", i, table.slice(i * half, half if i == 0 else None))
+                                     for i in range(2)], table.schema)
+    result = dedup(open_dataset(tmp_path / "in"), tmp_path / "index", CFG, use_ray=False)
+    write_kept_parts(result, tmp_path / "local", use_ray=False)
+    write_kept_parts(result, tmp_path / "ray", use_ray=True)
+    for name in ("part-00000.parquet", "part-00001.parquet", "_manifest.json"):
+        assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes()
