@@ -14,6 +14,7 @@ throttling, dropped connections and bodies cut short on demand (the retry tests)
         # s3.proxy_url is the same server through the proxy
         s3.fail("/b/k", times=2)          # the next two requests for /b/k get 503 SlowDown
         s3.requests[("GET", "/b/k")]      # requests that reached the proxy
+        s3.delay_s = 0.2; s3.max_in_flight  # slow GETs; the most answered at once
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import http.client
 import json
 import logging
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -58,6 +60,10 @@ class S3Server:
         self.url = f"http://{host}:{port}"
         self.requests: Counter[tuple[str, str]] = Counter()
         self.faults: list[Fault] = []
+        self.delay_s = 0.0
+        """Seconds the proxy holds each GET before answering (a slow network), so overlap shows."""
+        self.in_flight = self.max_in_flight = 0
+        """GETs being answered now, and the most at once since ``reset``."""
         self._lock = threading.Lock()
         self._proxy = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self, host, port))
         self._proxy.daemon_threads = True
@@ -102,6 +108,8 @@ class S3Server:
         with self._lock:
             self.requests.clear()
             self.faults.clear()
+            self.delay_s = 0.0
+            self.in_flight = self.max_in_flight = 0
 
     def stop(self) -> None:
         self._proxy.shutdown()
@@ -129,6 +137,19 @@ def _handler(server: S3Server, host: str, port: int):
             path = self.path.split("?", 1)[0]
             with server._lock:
                 server.requests[(self.command, path)] += 1
+                if self.command == "GET":
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+            try:
+                if self.command == "GET" and server.delay_s:
+                    time.sleep(server.delay_s)
+                self._answer(path)
+            finally:
+                if self.command == "GET":
+                    with server._lock:
+                        server.in_flight -= 1
+
+        def _answer(self, path: str) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else None
             fault = server._take_fault(path)

@@ -221,3 +221,13 @@ def test_retry_delays_grow_exponentially_and_are_capped():
     for retry, ceiling in [(0, 0.5), (1, 1.0), (2, 2.0), (3, 3.0), (9, 3.0)]:
         delays = [store.delay(retry) for _ in range(200)]
         assert 0 <= min(delays) and max(delays) <= ceiling and max(delays) > ceiling / 2
+
+
+def test_fetches_overlap_up_to_concurrency_and_never_more(s3, tmp_path):
+    many = [("o/big", f"/m{i:02d}.py", gzip.compress(f"n = {i}\n".encode()), "UTF-8", "permissive", [], "Python", 0)
+            for i in range(12)]
+    ids = _release(s3, tmp_path / "ids", files=many)
+    s3.delay_s = 0.2  # each GET takes 0.2 s: requests that can overlap do
+    _, out = _run(_params(ids, s3.proxy_url, tmp_path, concurrency=3, cache_dir=None), tmp_path / "out")
+    assert out["files"].num_rows == 12 and s3.count("GET", f"/{BUCKET}/content/") == 12
+    assert s3.max_in_flight == 3
