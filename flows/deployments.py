@@ -13,7 +13,10 @@ workspace, so they read its params.yaml and dvc.lock and skip what DVC finds up 
   ``stages`` and ``experiment``. Changing one field and submitting makes the run a DVC
   experiment (the pipeline flow compares the result with params.yaml; params.yaml itself is
   never written); "Quick run" and the schedule pass no sections, so they run params.yaml as it
-  is at run time. The retraining schedule is ``params.yaml: serve`` (``ServeParams``).
+  is at run time. The retraining schedule is ``params.yaml: serve`` (``ServeParams``); the run
+  checks the sources' fingerprints first and, with nothing new, ends Completed ("nothing new")
+  in seconds. An event trigger starts it too: ``starflow.source.updated`` (``starflow ingest
+  --notify``, or anything that emits it) creates a run with the same (no) parameters.
 - ``starflow-pipeline/<stage>`` for each dvc.yaml stage: the same flow with ``stages=[stage]``
   fixed, its form showing only that stage's section, ``overrides``, ``force`` and ``experiment``.
 
@@ -60,6 +63,7 @@ from prefect import serve
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import DeploymentUpdate
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
+from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 from prefect.logging import get_logger
 from prefect.schedules import Cron
 from prefect.utilities.callables import ParameterSchema, parameter_schema
@@ -68,6 +72,7 @@ from pydantic import ValidationError
 from flows.config import STAGES, ConfigError, Params, load_params
 from flows.pipeline import pipeline
 from flows.serve_params import ServeParams
+from flows.sources import SOURCE_UPDATED
 from flows.workspace import PARAMS
 
 RUNS_AT_ONCE = 1
@@ -112,8 +117,20 @@ def serve_workspace(params_file: str | Path = PARAMS, cron: str | None = None) -
 
 def workspace_deployments(params: Params, settings: ServeParams, params_file: str = PARAMS) -> list[RunnerDeployment]:
     """The pipeline deployment (with the schedule) and one deployment per stage, forms prefilled from ``params``."""
-    return [_deployment(name, schema, fixed, description, _schedules(settings, name) if name == "pipeline" else None)
+    return [_deployment(name, schema, fixed, description, *((_schedules(settings, name), source_triggers())
+                                                             if name == "pipeline" else (None, None)))
             for name, (schema, fixed, description) in forms(params, params_file).items()]
+
+
+def source_triggers() -> list[DeploymentEventTrigger]:
+    """The pipeline deployment's event trigger: one run per ``starflow.source.updated`` event.
+
+    Any resource: the event's name is the contract (``starflow ingest --notify`` sends the
+    sources' fingerprint as its resource; a data-drop job may send its own). The run passes no
+    parameters, so it runs params.yaml as it is and checks the fingerprints itself; events that
+    arrive together queue (one run at a time), and the later runs end "nothing new" in seconds."""
+    return [DeploymentEventTrigger(name="source updated", expect={SOURCE_UPDATED},
+                                   description="A source of ingest grew or changed: bring the DAG up to date.")]
 
 
 def forms(params: Params, params_file: str = PARAMS) -> dict[str, tuple[dict[str, Any], dict[str, Any], str]]:
@@ -182,11 +199,13 @@ def form_schema(params: Params, sections: list[str], options: tuple[str, ...]) -
 
 
 def _deployment(name: str, schema: dict[str, Any], parameters: dict[str, Any], description: str,
-                schedules: list[Cron] | None = None) -> RunnerDeployment:
+                schedules: list[Cron] | None = None,
+                triggers: list[DeploymentEventTrigger] | None = None) -> RunnerDeployment:
     deployment = pipeline.to_deployment(
         name=name,
         parameters=parameters,
         schedules=schedules,
+        triggers=triggers,
         description=description,
         tags=["starflow"],
         # The module path, so a run finds the flow whatever folder the workspace is in.

@@ -44,6 +44,15 @@ def changes(stage: str) -> list:
     return status.get(stage, []) if status else []
 
 
+def cached_file(md5: str, workspace: Path = Path(".")) -> Path | None:
+    """The DVC cache's copy of a file output by its md5 (None when the cache does not hold it)."""
+    from dvc.repo import Repo
+
+    with Repo(str(workspace)) as repo:
+        path = Path(repo.cache.repo.oid_to_path(md5))
+    return path if path.is_file() else None
+
+
 def commit(stage: str) -> None:
     from dvc.repo import Repo
 

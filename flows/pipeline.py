@@ -5,6 +5,12 @@
     starflow run --set train.lr=3e-4         # a parameter run: a DVC experiment (flows/experiments.py)
     dvc repro                     # the same DAG, driven by DVC (each stage: `starflow stage NAME`)
 
+Every run starts with the ``sources`` check (``flows/sources.py``): each source's fingerprint is
+written to ``data/sources.json``, ingest's dep, so a grown or changed source (a new upstream
+commit included) makes ingest stale and an unchanged one does not. When no stage asked for is
+stale the run ends Completed with the message "nothing new", in seconds: the check and DVC's
+status, no MLflow run, no Ray, no stage code imported (``flows/stages.py`` imports lazily).
+
 While a run is in progress its MLflow run id is in ``STARFLOW_MLFLOW_PARENT_RUN_ID``, so that a
 stage started from it in another process (``dvc repro``, ``starflow stage``, launched training
 ranks) nests under it; a stage started from a shell without it stands alone.
@@ -20,6 +26,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
+from prefect.states import Completed
 
 from flows import dvc_dag, experiments, tracking
 from flows.config import Params, load_params
@@ -55,7 +62,7 @@ def pipeline(
     stages: list[str] | None = None,
     params_file: str = PARAMS,
     experiment: str | None = None,
-) -> dict:
+) -> dict:  # returned as a Completed state whose message says what ran ("nothing new": none)
     """Run every stale stage of dvc.yaml in order, with the settings of ``params_file``.
 
     A section given (the UI form has one per params.yaml section) replaces that section of
@@ -65,7 +72,8 @@ def pipeline(
     (``flows/experiments.py``): it runs in a worktree of its own, named ``experiment`` or after
     this flow run, and the working copy's params.yaml, dvc.lock and data/ stay as they were.
     ``stages`` restricts the run to those stages (the stale or forced ones among them run);
-    ``force`` runs stages even when DVC finds them up to date."""
+    ``force`` runs stages even when DVC finds them up to date. The run's final state is Completed
+    with the message "nothing new" when no stage ran, else "ran <stages>"."""
     chosen = _stage_set(stages, "stages to run") if stages else set(STAGE_FLOWS)
     force = _stage_set(force, "stages to force")
     given = dict(ingest=ingest, dedup=dedup, curate=curate, attribution=attribution, tokenize=tokenize,
@@ -85,7 +93,15 @@ def pipeline(
     write_json_atomic(summary, WORK / "last_run.json")
     tracking.publish_markdown("pipeline", _report(summary))
     log.info("pipeline: %s", summary)
-    return summary
+    return Completed(message=run_message(summary), data=summary)
+
+
+NOTHING_NEW = "nothing new"
+"""The final state's message of a run in which no stage ran (the sources unchanged, all up to date)."""
+
+
+def run_message(summary: dict) -> str:
+    return f"ran {', '.join(summary['ran'])}" if summary["ran"] else NOTHING_NEW
 
 
 def _stage_set(names: list[str] | None, what: str) -> set[str]:
@@ -102,8 +118,12 @@ def _run_stale_stages(params: Params, chosen: set[str], force: set[str], log,
     excluded: list[str] = []
     parent_id: str | None = None
     session = contextlib.ExitStack()
+    names = dvc_dag.stage_names()
+    checked = _check_sources(params, log) if SOURCES in names and chosen & {SOURCES, "ingest"} else None
     try:
-        for stage in dvc_dag.stage_names():
+        for stage in names:
+            if stage == SOURCES:  # checked above, before anything else
+                continue
             if stage not in chosen:
                 excluded.append(stage)
                 log.info("stage %s is not among the stages asked for: left as it is", stage)
@@ -133,10 +153,28 @@ def _run_stale_stages(params: Params, chosen: set[str], force: set[str], log,
     finally:
         session.close()
     summary = {"ran": list(ran), "skipped": skipped, "excluded": excluded, "wall_s": ran, "dvc_pushed": pushed}
+    if checked is not None:
+        summary["sources"] = {"digest": checked["digest"], "changed": checked["changed"]}
     if parent_id:
         tracking.finish_pipeline_run(parent_id, ran)
         summary["mlflow_parent_run_id"] = parent_id
     return summary
+
+
+SOURCES = "sources"
+"""The dvc.yaml stage that fingerprints ingest's sources (``always_changed``: it runs every time)."""
+
+
+def _check_sources(params: Params, log) -> dict:
+    """The ``sources`` stage as a child flow run, recorded in dvc.lock: ingest is stale from here
+    on exactly when a source changed since ingest last consumed it. Not a stage that "ran": it
+    runs every time, and starts neither the MLflow pipeline run nor Ray."""
+    t0 = time.perf_counter()
+    checked = STAGE_FLOWS[SOURCES](params)
+    dvc_dag.commit(SOURCES)
+    what = "; ".join(checked["changed"]) or "unchanged since ingest last ran"
+    log.info("sources checked in %.1f s: %s", time.perf_counter() - t0, what)
+    return checked
 
 
 @contextlib.contextmanager
@@ -168,6 +206,10 @@ def _report(summary: dict) -> str:
         changed = ", ".join(f"`{k}={v}`" for k, v in summary["changed"].items())
         lines += [f"DVC experiment `{summary['experiment']}` ({changed}): `dvc exp show`, `dvc exp apply "
                   f"{summary['experiment']}`", ""]
+    if "sources" in summary:
+        changed = "; ".join(summary["sources"]["changed"]) or "unchanged since ingest last ran"
+        lines += [f"Sources (fingerprint `{summary['sources']['digest'][:12]}`): {changed}", ""]
+    lines += [f"**{run_message(summary)}**", ""]
     lines += ["| stage | status | wall s |", "|---|---|---|"]
     lines += [f"| {s} | ran | {t} |" for s, t in summary["wall_s"].items()]
     lines += [f"| {s} | up to date | |" for s in summary["skipped"]]

@@ -4,12 +4,14 @@
     starflow run --set train.lr=3e-4 [--name NAME] # a DVC experiment; params.yaml untouched
     starflow run --only evaluate                   # only that stage (when stale or forced)
     starflow stage NAME [NAME...]                  # stages, unconditionally, in one process
+    starflow ingest [--check] [--notify]           # sources fingerprinted; ingest if one changed; tell Prefect
     starflow status | params | init
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +22,10 @@ from rich.console import Console
 from rich.table import Table
 
 from flows.cli.common import ParamsOpt, fail, load
-from flows.config import STAGES
+from flows.stages import STAGE_FLOW_PATHS
+
+SOURCES = "sources"
+DAG_STAGES = list(STAGE_FLOW_PATHS)
 
 dag_app = typer.Typer()
 
@@ -57,30 +62,94 @@ def run(
 
 @dag_app.command()
 def stage(
-    names: Annotated[list[str], typer.Argument(help=f"one or more of: {', '.join(STAGES)}, run in the order given")],
+    names: Annotated[list[str], typer.Argument(help=f"one or more of: {', '.join(DAG_STAGES)}, run in the order given")],
     params_path: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Run stages now, unconditionally (dvc.yaml calls this; `dvc repro` decides staleness).
 
-    Several names run in one process, one after another: one start-up instead of one each."""
-    unknown = [n for n in names if n not in STAGES]
+    Several names run in one process, one after another: one start-up instead of one each.
+    ``sources`` (the fingerprint check DVC runs every time) runs as a plain call, not a flow run:
+    without a server, a flow run would start Prefect's ephemeral API (10-20 s) for a listing."""
+    unknown = [n for n in names if n not in DAG_STAGES]
     if unknown:
-        fail(f"unknown stage {unknown[0]!r}; expected one of {', '.join(STAGES)}")
+        fail(f"unknown stage {unknown[0]!r}; expected one of {', '.join(DAG_STAGES)}")
     params = load(params_path)
     from flows.stages import STAGE_FLOWS
 
     for name in names:
-        stats = STAGE_FLOWS[name](params)
+        if name == SOURCES:
+            from flows.sources import check_sources
+
+            stats = _source_errors(check_sources, params)
+        else:
+            stats = STAGE_FLOWS[name](params)
         typer.echo(json.dumps(stats, indent=2, default=str))
 
 
 @dag_app.command()
-def status() -> None:
-    """Show each stage of dvc.yaml and whether it would run."""
+def ingest(
+    check: Annotated[bool, typer.Option("--check", help="only fingerprint the sources and say whether ingest is stale")] = False,
+    notify: Annotated[bool, typer.Option("--notify", help="when a source changed, emit the Prefect event "
+                                         "starflow.source.updated (it triggers the pipeline deployment)")] = False,
+    params_path: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Bring ingest up to date with its sources: fingerprint them and run ingest when one changed.
+
+    It is ``starflow run --only ingest``: one pipeline run, the sources checked first. With
+    ``--check`` nothing is ingested: the sources are fingerprinted (``data/sources.json``) and
+    the answer is whether ingest is stale. With ``--notify``, when a source changed (ingest ran
+    here, or is stale with ``--check``) the event ``starflow.source.updated`` goes to the Prefect
+    server: the pipeline deployment (``starflow serve``, infra/prefect.yaml) starts a run on it,
+    which finds ingest done or stale and runs what follows. Anything else may emit the same event
+    (``prefect event emit starflow.source.updated --resource-id starflow.sources.x``)."""
+    if notify and not os.environ.get("PREFECT_API_URL"):
+        fail("--notify needs a Prefect server: start `starflow server` in this workspace, or set PREFECT_API_URL")
+    params = load(params_path)
     from flows import dvc_dag
 
+    if check:
+        from flows.sources import check_sources
+
+        checked = _source_errors(check_sources, params)
+        updated = bool(dvc_dag.changes("ingest"))
+        report = {"ingest": "stale" if updated else "up to date", **checked}
+    else:
+        from flows.pipeline import pipeline
+
+        summary = pipeline(stages=["ingest"], params_file=str(params_path))
+        checked, updated = summary.get("sources") or {"digest": "", "changed": []}, "ingest" in summary["ran"]
+        report = {"ingest": "ran" if updated else "up to date", **checked, "run": summary}
+    if notify and updated:
+        from flows.sources import notify_source_updated
+
+        event = notify_source_updated(checked, ingested=not check)
+        report["event"] = {"event": event.event, "id": str(event.id), "resource": event.resource.id}
+    typer.echo(json.dumps(report, indent=2, default=str))
+
+
+def _source_errors(check, params):
+    """The check, with a source it cannot fingerprint (a missing folder, an unreachable remote) as a clear error."""
+    try:
+        return check(params)
+    except ValueError as exc:
+        fail(exc)
+
+
+@dag_app.command()
+def status() -> None:
+    """Show each stage of dvc.yaml and whether it would run (the sources fingerprinted first)."""
+    from flows import dvc_dag
+
+    names = dvc_dag.stage_names()
     table = Table("stage", "state", "why")
-    for name in dvc_dag.stage_names():
+    if SOURCES in names:  # ingest is stale when a source changed: the fingerprint says so
+        from flows.sources import check_sources
+
+        checked = _source_errors(check_sources, load(Path("params.yaml")))
+        table.add_row(SOURCES, "checked", "; ".join(checked["changed"]) or "unchanged since ingest last ran")
+    for name in names:
+        if name == SOURCES:
+            continue
         why = dvc_dag.changes(name)
         table.add_row(name, "stale" if why else "up to date", json.dumps(why, default=str) if why else "")
     Console().print(table)
