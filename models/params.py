@@ -1,4 +1,5 @@
-"""Parameters of the train stage (``params.yaml: train``): model shape, DeepSpeed, schedule, stage 2.
+"""Parameters of the train stage (``params.yaml: train``): model shape, DeepSpeed, schedule, stage 2,
+continued training.
 
 Their own base, not ``ray_tasks.params``: the torch side imports neither ``flows`` nor
 ``ray_tasks``, so that a training node needs nothing of the data side.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
 
@@ -116,6 +117,31 @@ class Stage2Params(TrainSection):
     """Save a DeepSpeed checkpoint every this many stage-2 steps (and at the end)."""
 
 
+class ContinuedParams(TrainSection):
+    """A continued run's own schedule and data mix (``train.init_from`` not ``scratch``).
+
+    Continuing re-runs the recipe from the parent model's weights: stage 1 with these fields in
+    place of the ``TrainParams`` fields of the same name (a fresh optimizer, a new warmup and
+    cosine decay), then stage 2 with its own settings as always. Re-warming, re-decaying and
+    replaying old data is how continual pre-training matches a retrain on the union at a
+    fraction of its cost (Ibrahim et al. 2024, "Simple and Scalable Strategies to Continually
+    Pre-train Large Language Models")."""
+
+    max_steps: int = Field(default=300, gt=0)
+    """Stage-1 optimizer steps of a continued run (on the new data plus the replayed old)."""
+    lr: float = Field(default=1e-3, gt=0)
+    """Peak learning rate of a continued run's stage 1 (re-warmed to, then cosine to ``min_lr_ratio``)."""
+    warmup_steps: int = Field(default=30, ge=0)
+    """Linear warmup steps of a continued run's stage 1."""
+    replay_fraction: float = Field(default=0.25, ge=0, le=1)
+    """Share of every batch drawn from old shards (those the parent trained on), the rest from the
+    new ones; in expectation exactly, batch by batch the nearest counts (seeded). With no new
+    shard every row is old, with no old shard every row is new."""
+
+
+INIT_FROM_SCRATCH, INIT_FROM_CHAMPION = "scratch", "champion"
+
+
 class TrainParams(TrainSection):
     """How a model is trained: the hyperparameters of one run (stage 1; stage 2 replaces some)."""
 
@@ -165,3 +191,26 @@ class TrainParams(TrainSection):
     """Peak FLOP/s of one device for the MFU estimate (e.g. 9.89e14 for an H100 in bf16; None: no MFU)."""
     stage2: Stage2Params = Field(default_factory=Stage2Params)
     """Stage 2, the long-context continuation."""
+    init_from: str = INIT_FROM_SCRATCH
+    """Weights to start from: ``scratch`` (random), ``champion`` (the registered model's
+    ``@champion``; while there is none, scratch with a warning, so a scheduled retrain bootstraps
+    itself) or a version number of the registered model (an error if it does not exist). The
+    parent's tokenizer and shape must be the data's and the model's: a new tokenizer means
+    training from scratch."""
+    continued: ContinuedParams = Field(default_factory=ContinuedParams)
+    """A continued run's stage-1 schedule and replay share (read only when ``init_from`` is not scratch)."""
+
+    @field_validator("init_from", mode="before")
+    @classmethod
+    def _init_from_is_known(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):  # ``init_from: 3`` in YAML
+            value = str(value)
+        if isinstance(value, str) and value not in (INIT_FROM_SCRATCH, INIT_FROM_CHAMPION) and not (
+                value.isdigit() and int(value) > 0):
+            raise ValueError(f"must be 'scratch', 'champion' or a model version number, not {value!r}")
+        return value
+
+    @property
+    def continues(self) -> bool:
+        """Whether this run asks to start from a registered model's weights."""
+        return self.init_from != INIT_FROM_SCRATCH

@@ -30,7 +30,7 @@ from typing import Callable
 import torch
 
 from models import distributed
-from models.data import TokenShards, random_batch, sequential_batches
+from models.data import TokenShards, mixed_batch, random_batch, sequential_batches
 from models.params import ModelShape
 from models.perplexity import eval_window_bytes, to_bits_per_byte, token_bytes
 from models.presets import starcoder2_config
@@ -69,7 +69,7 @@ def train(run: TrainRun, on_metrics: MetricsCallback | None = None) -> TrainResu
     distributed.init_process_group()
     rank, world = distributed.rank(), distributed.world_size()
     shards = TokenShards(run.shards_dir, run.data_stage)
-    train_arr, val_arr = shards.split("train"), shards.split("val")
+    draw, val_arr = _batch_source(run, shards, rank, world), shards.split("val")
 
     torch.manual_seed(hp.seed)
     model = build_model(run, shards.vocab_size)
@@ -104,8 +104,7 @@ def train(run: TrainRun, on_metrics: MetricsCallback | None = None) -> TrainResu
         t_step = time.perf_counter()
         losses = []
         for micro in range(hp.grad_accum_steps):
-            batch = random_batch(train_arr, hp.micro_batch_size, hp.seed, step * hp.grad_accum_steps + micro, rank, world)
-            batch = batch.to(engine.device)
+            batch = draw(step * hp.grad_accum_steps + micro).to(engine.device)
             loss = engine(input_ids=batch, labels=batch).loss
             engine.backward(loss)
             engine.step()
@@ -145,9 +144,21 @@ def train(run: TrainRun, on_metrics: MetricsCallback | None = None) -> TrainResu
     )
 
 
+def _batch_source(run: TrainRun, shards: TokenShards, rank: int, world: int) -> Callable[[int], torch.Tensor]:
+    """This rank's micro-batch for a micro-step number: uniform over the training shards, or for a
+    continued run (``run.mix``) the new/old mix with ``replay_fraction`` of old rows."""
+    hp = run.hparams
+    if run.mix is None:
+        train_arr = shards.split("train")
+        return lambda i: random_batch(train_arr, hp.micro_batch_size, hp.seed, i, rank, world)
+    new, old = shards.train_files(run.mix.new), shards.train_files(run.mix.old)
+    return lambda i: mixed_batch(new, old, run.mix.replay_fraction, hp.micro_batch_size, hp.seed, i, rank, world)
+
+
 def build_model(run: TrainRun, vocab_size: int):
     """A fresh StarCoder2 model, or one starting from ``init_from``'s weights with this run's shape
-    (stage 2: same weights, longer context and a larger RoPE theta)."""
+    (stage 2: same weights, longer context and a larger RoPE theta; a continued run: the parent
+    model's weights, checked against the shape by models/continuation.py first)."""
     from transformers import Starcoder2ForCausalLM
 
     model = Starcoder2ForCausalLM(starcoder2_config(run.shape, vocab_size))
