@@ -1,9 +1,10 @@
 """Stage ``curate``: license, language, quality, malware and benchmark filters, then PII redaction.
 
-The contract is ``ray_tasks/curate/__init__.py``; the work is ``ray_tasks.curate.stage.curate``,
-on Ray or in this process as ``params.ray`` decides (``executor_session``,
-``ray_tasks/executor.py``), with the same outputs either way. This flow reads and writes
-``data/``, and publishes the metrics, a Prefect table and MLflow plots.
+The contract is ``ray_tasks/curate/__init__.py``; the work is ``ray_tasks.curate.parts.curate_dataset``
+(a unit per input part, on Ray or in this process as ``params.ray`` decides: ``executor_session``,
+``ray_tasks/executor.py``, with the same outputs either way; finished parts kept in
+``.starflow/curate`` for a resumed run). This flow names the folders, and publishes the metrics,
+a Prefect table and MLflow plots.
 """
 
 from __future__ import annotations
@@ -12,34 +13,28 @@ from prefect import flow, get_run_logger
 
 from flows import tracking
 from flows.config import Params
-from flows.workspace import FILES, REJECTED, stage_dir
-from ray_tasks.curate.stage import curate
+from flows.workspace import FILES, WORK, stage_dir
+from ray_tasks.curate.parts import STATS, curate_dataset, input_bytes
 from ray_tasks.curate.stats import metrics
 from ray_tasks.executor import executor_session
-from ray_tasks.tables import AtomicDir, content_bytes, read_table, write_json_atomic, write_parquet_atomic
-
-CONTAMINATION = "contamination.parquet"
-STATS = "stats.json"
+from ray_tasks.tables import AtomicDir
 
 
 @flow(name="stage-curate")
 def curate_flow(params: Params, parent_run_id: str | None = None) -> dict:
     log = get_run_logger()
     with tracking.stage_run("curate", params, parent_run_id):
-        files = read_table(stage_dir("dedup") / FILES)
-        n_bytes = content_bytes(files)
+        src = stage_dir("dedup") / FILES
+        n_bytes = input_bytes(src)
         with executor_session(params.ray, n_bytes) as use_ray:
-            log.info("curate: %d files, %.1f MB, %s", files.num_rows, n_bytes / 2**20, "on Ray" if use_ray else "in this process")
-            out = curate(files, params.curate, use_ray, log)
-        with AtomicDir(stage_dir("curate")) as folder:
-            write_parquet_atomic(out.kept, folder / FILES)
-            write_parquet_atomic(out.rejected, folder / REJECTED)
-            write_parquet_atomic(out.contamination, folder / CONTAMINATION)
-            write_json_atomic(out.stats, folder / STATS)
-        summary = metrics(out.stats)
-        tracking.publish_metrics("curate", summary, table_rows=table_rows(out.stats))
-        publish_plots(out.stats, stage_dir("curate") / STATS)
-        log.info("curate: kept %d of %d files", out.kept.num_rows, files.num_rows)
+            log.info("curate: %.1f MB of files, %s", n_bytes / 2**20, "on Ray" if use_ray else "in this process")
+            with AtomicDir(stage_dir("curate")) as folder:
+                run = curate_dataset(src, folder, params.curate, use_ray, WORK / "curate", log, files_name=FILES)
+        summary = metrics(run.stats)
+        tracking.publish_metrics("curate", summary, table_rows=table_rows(run.stats))
+        publish_plots(run.stats, stage_dir("curate") / STATS)
+        log.info("curate: kept %d of %d files (%d parts, %d reused from an interrupted or earlier run)",
+                 run.stats["files_kept"], run.stats["files_in"], run.parts, run.reused)
     return summary
 
 

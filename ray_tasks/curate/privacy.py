@@ -54,9 +54,12 @@ def privacy_filters(cfg: CurateParams, log: logging.Logger | logging.LoggerAdapt
 
 def redact_kept(kept: pa.Table, cfg: CurateParams, use_ray: bool) -> tuple[pa.Table, dict[str, int]]:
     """(kept files with PII redacted, ``pii_*`` counts and files touched), in ``cfg.batch_size`` batches."""
-    if not cfg.pii.enabled or kept.num_rows == 0:
+    if not cfg.pii.enabled:
         return kept, {c: 0 for c in COUNT_COLUMNS} | {"pii_files": 0}
-    counted = map_batches(kept, redact_batch_counted, cfg.batch_size, {"params": cfg.pii}, use_ray=use_ray)
+    if kept.num_rows == 0:  # still through the redaction: an empty part gets the column types the others get
+        counted = redact_batch_counted(kept, cfg.pii)
+    else:
+        counted = map_batches(kept, redact_batch_counted, cfg.batch_size, {"params": cfg.pii}, use_ray=use_ray)
     touched = sum(any(row) for row in zip(*(counted.column(c).to_pylist() for c in COUNT_COLUMNS)))
     return drop_count_columns(counted), count_totals(counted) | {"pii_files": touched}
 

@@ -1,4 +1,6 @@
-"""The curate stage's entry (``curate``): the step list over Arrow batches, then redaction and the account.
+"""The curate stage's per-table work (``curate_table``): the step list over Arrow batches, then
+redaction and the table's account. ``ray_tasks/curate/parts.py`` runs it over each part of the
+input dataset and merges the accounts.
 
 Order of the filters matters only for which reason a file is charged with:
 license first (cheapest, and the paper's first cut), then language, then quality
@@ -19,7 +21,7 @@ from ray_tasks.curate.filters import (
     LicenseFilter, LineLengthFilter, TextNameFilter, VendorFilter, apply_filters,
 )
 from ray_tasks.curate.params import CurateParams
-from ray_tasks.curate.privacy import privacy_filters, privacy_stats, redact_kept
+from ray_tasks.curate.privacy import PrivacySteps, privacy_filters, privacy_stats, redact_kept
 from ray_tasks.curate.stats import curation_stats
 from ray_tasks.executor import map_batches
 from ray_tasks.tables import rejected_from
@@ -27,29 +29,52 @@ from ray_tasks.tables import rejected_from
 
 @dataclass
 class Curated:
-    """What the stage writes to ``data/curate/``."""
+    """What curating one table gives (one part of the stage's input, or any files table)."""
 
     kept: pa.Table
-    """``files.parquet``: the kept files, PII redacted, with ``language`` and the annotations."""
+    """The kept files, PII redacted, with ``language`` and the annotations (``files/``)."""
     rejected: pa.Table
-    """``rejected.parquet``: ``ray_tasks.tables.REJECTED_SCHEMA`` rows, the language in ``detail``."""
+    """``ray_tasks.tables.REJECTED_SCHEMA`` rows, the language in ``detail`` (``rejected.parquet``)."""
     contamination: pa.Table
-    """``contamination.parquet``: which benchmark item each contaminated file matched."""
+    """Which benchmark item each contaminated file matched (``contamination.parquet``)."""
     stats: dict
-    """``stats.json``: the full account (``ray_tasks.curate.stats.metrics`` picks the metrics)."""
+    """The table's account, ``stats.json``'s keys (``ray_tasks.curate.stats.merge_accounts`` adds
+    the parts' up; ``ray_tasks.curate.stats.metrics`` picks the metrics)."""
 
 
-def curate(files: pa.Table, cfg: CurateParams, use_ray: bool,
-           log: logging.Logger | logging.LoggerAdapter | None = None) -> Curated:
-    """Filter ``files`` in ``cfg.batch_size`` batches (on Ray or here: the same batches, the same
-    result), split kept from rejected, redact PII in the kept files, and count it all."""
+@dataclass
+class CurateSteps:
+    """The filters and the privacy steps, built once per run (scanners probed, benchmarks loaded)
+    and shipped to every part's worker."""
+
+    filters: list[Filter]
+    privacy: PrivacySteps
+
+
+def build_steps(cfg: CurateParams, log: logging.Logger | logging.LoggerAdapter | None = None) -> CurateSteps:
+    """The params' filters in order, malware and decontamination last; ``log`` (the flow run's)
+    also hears which malware engines are off."""
     privacy = privacy_filters(cfg, log)
-    filters = build_filters(cfg, malware=privacy.malware, decontamination=privacy.decontamination)
-    annotated = map_batches(files, apply_filters, cfg.batch_size, {"filters": filters}, use_ray=use_ray)
+    return CurateSteps(build_filters(cfg, malware=privacy.malware, decontamination=privacy.decontamination), privacy)
+
+
+def curate(files: pa.Table, cfg: CurateParams, use_ray: bool = False,
+           log: logging.Logger | logging.LoggerAdapter | None = None) -> Curated:
+    """Curate one whole table (``curate_table`` with the params' steps)."""
+    return curate_table(files, build_steps(cfg, log), cfg, use_ray)
+
+
+def curate_table(files: pa.Table, steps: CurateSteps, cfg: CurateParams, use_ray: bool = False) -> Curated:
+    """Filter ``files`` in ``cfg.batch_size`` batches (on Ray Data or here: the same batches, the
+    same result), split kept from rejected, redact PII in the kept files, and count it all.
+
+    Every step is per file, so a table's result is the concatenation of its pieces' results:
+    the stage runs this on each part of its input (ray_tasks/curate/parts.py)."""
+    annotated = map_batches(files, apply_filters, cfg.batch_size, {"filters": steps.filters}, use_ray=use_ray)
     kept, rejected = split_annotated(annotated)
     stats = curation_stats(files, kept, rejected)  # the filters' account, before redaction
     kept, pii_counts = redact_kept(kept, cfg, use_ray)
-    privacy_account, contamination = privacy_stats(annotated, privacy, pii_counts, kept)
+    privacy_account, contamination = privacy_stats(annotated, steps.privacy, pii_counts, kept)
     return Curated(kept, rejected, contamination, stats | privacy_account)
 
 

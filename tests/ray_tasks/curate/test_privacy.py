@@ -129,6 +129,8 @@ def test_curate_stage_drops_malware_and_contamination_and_redacts(tmp_path):
 
     from tests.conftest import MIT
     from flows.config import parse_params
+    from flows.workspace import FILES
+    from ray_tasks.tables import read_table
 
     if not shutil.which("clamscan"):
         if os.environ.get("CI"):
@@ -170,7 +172,7 @@ def test_curate_stage_drops_malware_and_contamination_and_redacts(tmp_path):
         {"pii_email": 1, "pii_ip_address": 1, "pii_key": 1, "pii_password": 1}
     metrics = json.loads((ws / "metrics" / "curate.json").read_text())
     assert metrics["files_malware"] == 2 and metrics["pii_key"] == 1 and metrics["files_contaminated"] == 1
-    kept = {r["path"]: r["content"] for r in pq.read_table(ws / "data" / "curate" / "files.parquet").to_pylist()}
+    kept = {r["path"]: r["content"] for r in read_table(ws / "data" / "curate" / FILES).to_pylist()}  # a dataset folder
     assert set(kept) >= {"pkg/settings.py", "pkg/clean.py"} and not set(kept) & {"pkg/dropper.py", "pkg/eicar.py", "pkg/copied.py"}
     assert "<EMAIL>" in kept["pkg/settings.py"] and "AKIAQW7B3PDKHX4PY8GP" not in kept["pkg/settings.py"]
     report = pq.read_table(ws / "data" / "curate" / "contamination.parquet").to_pylist()

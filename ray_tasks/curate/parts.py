@@ -1,0 +1,344 @@
+"""The curate stage over a partitioned dataset: one unit of work per input part, resumable, with
+the memory of a few parts whatever the input's size.
+
+    run = curate_dataset("data/dedup/files", out_dir, cfg, use_ray, work=".starflow/curate", log=log)
+
+Every filter, the malware scan, decontamination and redaction look at one file at a time, so
+curating a part on its own (``stage.curate_table``) and concatenating gives what the whole
+table gives; the accounts add up (``stats.merge_accounts``). Output part i comes from input
+part i (parts hold whole repositories, so they stay whole here too).
+
+Where it runs: a Ray task per part, at most ``curate.max_in_flight`` submitted and not yet
+written (the driver reads a part, the task returns its tables, the driver writes them: no
+worker needs the driver's disk), or part after part in this process; the same tables either
+way. The driver holds no more than the in-flight parts: it never reads the whole input.
+
+Resume: each finished part is kept in the work folder (``work/parts/<key>/``, written under a
+temporary name and renamed, its ``done.json`` naming the kept part's rows, bytes and sha256 and
+holding the part's account), under a key that digests the input part's sha256 (from the input's
+manifest), the params, the code of the stage and what the malware and decontamination steps
+were built from. A run killed mid-way re-runs only the parts it had not finished; a re-run of a
+finished run curates nothing and only assembles. The output appears whole in ``out`` (the flow's
+``AtomicDir``): ``files/`` (parts hard-linked from the work folder, or copied where links are not
+possible; ``_manifest.json`` last), ``rejected.parquet`` and ``contamination.parquet`` (streamed
+part by part) and ``stats.json``. Work entries of other keys are removed after a successful run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ray_tasks.curate.decontaminate import REPORT_SCHEMA
+from ray_tasks.curate.params import CurateParams
+from ray_tasks.curate.stage import Curated, CurateSteps, build_steps, curate_table
+from ray_tasks.curate.stats import merge_accounts
+from ray_tasks.datasets import PartInfo, is_dataset, open_part, part_name, read_manifest, write_manifest, write_part
+from ray_tasks.tables import REJECTED_SCHEMA, write_json_atomic, write_parquet_atomic
+
+REJECTED = "rejected.parquet"
+CONTAMINATION = "contamination.parquet"
+STATS = "stats.json"
+DONE = "done.json"
+EXECUTION_ONLY = {"max_in_flight"}
+"""Params that change where and how fast, never what: left out of the parts' keys."""
+
+Log = logging.Logger | logging.LoggerAdapter
+
+
+@dataclass(frozen=True)
+class InputPart:
+    """One part of the input: where to read it and what identifies its bytes."""
+
+    address: str
+    sha256: str
+    rows: int
+
+
+@dataclass
+class CurateRun:
+    """What a run did, beside its outputs."""
+
+    stats: dict
+    """stats.json: the merged account."""
+    parts: int
+    reused: int
+    """Parts taken from the work folder (finished by an earlier, maybe interrupted, run)."""
+
+
+# --------------------------------------------------------------------------- the stage
+def curate_dataset(src: str | Path, out: Path, cfg: CurateParams, use_ray: bool, work: Path | None = None,
+                   log: Log | None = None, files_name: str = "files") -> CurateRun:
+    """Curate every part of the dataset ``src`` into ``out`` (``files_name``/, rejected.parquet,
+    contamination.parquet, stats.json); ``work`` keeps finished parts for a resumed run."""
+    log = log or logging.getLogger(__name__)
+    parts, schema = input_parts(src)
+    steps = build_steps(cfg, log)
+    out_schema = curate_table(schema.empty_table(), steps, cfg).kept.schema
+    base = run_key(cfg, steps)
+    keys = [digest([base, p.sha256]) for p in parts]
+    with _store(work) as store:
+        records = {i: r for i, k in enumerate(keys) if (r := store.load(k)) is not None}
+        todo = [i for i in range(len(parts)) if i not in records]
+        log.info("curate: %d parts, %d finished by an earlier run, %d to curate (%s)", len(parts), len(records),
+                 len(todo), "on Ray" if use_ray and todo else "in this process")
+        runner = _on_ray(todo, parts, steps, cfg, out_schema) if use_ray and todo else _here(todo, parts, steps, cfg, out_schema)
+        for n, (i, curated) in enumerate(runner, 1):
+            records[i] = store.save(keys[i], curated)
+            log.info("curate: part %d/%d done (%d of %d files kept)", n, len(todo), curated.kept.num_rows, parts[i].rows)
+        stats = assemble(out, files_name, [store.path(k) for k in keys], [records[i] for i in range(len(parts))], out_schema)
+        store.prune(set(keys))
+    return CurateRun(stats, len(parts), len(parts) - len(todo))
+
+
+def input_parts(src: str | Path) -> tuple[list[InputPart], pa.Schema]:
+    """The input's parts in order with their identities (from its manifest), and its schema; a
+    single Parquet file is one part (identified by the sha256 of its bytes)."""
+    if is_dataset(src):
+        manifest = read_manifest(src)
+        root = str(src).rstrip("/")
+        return [InputPart(f"{root}/{p.name}", p.sha256, p.rows) for p in manifest.parts], manifest.schema
+    path = Path(src)
+    if path.is_dir():
+        raise ValueError(f"{src}: not a complete dataset (a folder without a manifest)")
+    if not path.is_file():
+        raise ValueError(f"{src}: no such dataset or Parquet file")
+    meta = pq.read_metadata(path)
+    return [InputPart(str(path), _file_sha256(path), meta.num_rows)], meta.schema.to_arrow_schema()
+
+
+def input_bytes(src: str | Path) -> int:
+    """Content bytes of the input (its ``length_bytes`` column, read alone, part by part): what the
+    executor choice is made on."""
+    total = 0
+    for part in input_parts(src)[0]:
+        column = open_part(part.address).read(columns=["length_bytes"]).column("length_bytes")
+        total += int(pc.sum(column).as_py() or 0)
+    return total
+
+
+def curate_part(table: pa.Table, steps: CurateSteps, cfg: CurateParams, schema: pa.Schema) -> Curated:
+    """One part (a Ray task, or a call here): ``curate_table`` with the kept files in the output's
+    schema, so that every part of ``files/`` has the same one."""
+    curated = curate_table(table, steps, cfg)
+    curated.kept = curated.kept.select(schema.names).cast(schema)
+    return curated
+
+
+def _here(todo: list[int], parts: list[InputPart], steps: CurateSteps, cfg: CurateParams,
+          schema: pa.Schema) -> Iterator[tuple[int, Curated]]:
+    for i in todo:
+        yield i, curate_part(read_part(parts[i]), steps, cfg, schema)
+
+
+def _on_ray(todo: list[int], parts: list[InputPart], steps: CurateSteps, cfg: CurateParams,
+            schema: pa.Schema) -> Iterator[tuple[int, Curated]]:
+    """Parts as Ray tasks, at most ``cfg.max_in_flight`` submitted and not yet handed back; the
+    driver reads each input part (so workers need no access to its disk) and the caller writes
+    each result before the next is taken, so memory holds about ``2 * max_in_flight`` parts."""
+    import ray
+
+    remote = ray.remote(curate_part)
+    steps_ref = ray.put(steps)
+    queue = iter(todo)
+    pending: dict[Any, int] = {}
+
+    def submit() -> bool:
+        i = next(queue, None)
+        if i is None:
+            return False
+        pending[remote.remote(read_part(parts[i]), steps_ref, cfg, schema)] = i
+        return True
+
+    while len(pending) < cfg.max_in_flight and submit():
+        pass
+    while pending:
+        [ref], _ = ray.wait(list(pending), num_returns=1)
+        i = pending.pop(ref)
+        result = ray.get(ref)
+        del ref
+        yield i, result
+        submit()
+
+
+def read_part(part: InputPart) -> pa.Table:
+    """One input part, whole (a part is bounded: ingest cuts them at about ``batch_bytes``)."""
+    return open_part(part.address).read()
+
+
+# --------------------------------------------------------------------------- the output
+def assemble(out: Path, files_name: str, done: list[Path], records: list[dict], schema: pa.Schema) -> dict:
+    """Write the stage's outputs from the finished parts, in part order; returns stats.json."""
+    files = out / files_name
+    files.mkdir(parents=True, exist_ok=True)
+    infos = []
+    for i, (folder, record) in enumerate(zip(done, records)):
+        _link_or_copy(folder / part_name(0), files / part_name(i))
+        infos.append(PartInfo(part_name(i), **{k: record["kept"][k] for k in ("rows", "bytes", "sha256")}))
+    write_manifest(files, infos, schema, prune=False)
+    concat_parquet([f / REJECTED for f in done], out / REJECTED, REJECTED_SCHEMA)
+    concat_parquet([f / CONTAMINATION for f in done], out / CONTAMINATION, REPORT_SCHEMA)
+    stats = merge_accounts(r["account"] for r in records)
+    write_json_atomic(stats, out / STATS)
+    return stats
+
+
+def concat_parquet(sources: list[Path], dest: Path, schema: pa.Schema) -> None:
+    """The rows of ``sources`` in order, streamed into one file (a row group per non-empty source),
+    written under a temporary name and renamed."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    try:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            wrote = False
+            for src in sources:
+                table = pq.read_table(src)
+                if table.num_rows:
+                    writer.write_table(table.cast(schema))
+                    wrote = True
+            if not wrote:
+                writer.write_table(schema.empty_table())
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _link_or_copy(src: Path, dest: Path) -> None:
+    """A hard link (no second copy of the kept content; nothing here ever writes a file in place),
+    or a copy across file systems."""
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)
+
+
+# --------------------------------------------------------------------------- the work folder
+class PartStore:
+    """Finished parts under ``root/parts/<key>/``: the kept part, the rejected and contamination
+    rows, and ``done.json`` (the kept part's PartInfo and the part's account)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root) / "parts"
+
+    def path(self, key: str) -> Path:
+        return self.root / key
+
+    def load(self, key: str) -> dict | None:
+        done = self.path(key) / DONE
+        if not done.is_file():
+            return None
+        return json.loads(done.read_text())
+
+    def save(self, key: str, curated: Curated) -> dict:
+        """Write a finished part under a temporary name, then rename it to its key (atomic)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".{key}.{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            info = write_part(tmp, 0, curated.kept)
+            write_parquet_atomic(curated.rejected, tmp / REJECTED)
+            write_parquet_atomic(curated.contamination, tmp / CONTAMINATION)
+            record = {"kept": asdict(info), "account": curated.stats}
+            write_json_atomic(record, tmp / DONE)
+            final = self.path(key)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return json.loads(json.dumps(record))  # as load() gives it back: the same account either way
+
+    def prune(self, keep: set[str]) -> None:
+        """Remove entries of other keys (earlier params or inputs) and leftovers of killed writes."""
+        if not self.root.is_dir():
+            return
+        for entry in self.root.iterdir():
+            if entry.name not in keep:
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+
+
+class _store:
+    """The work folder's store, or a temporary one (removed afterwards) when there is none."""
+
+    def __init__(self, work: Path | None):
+        self.work, self.tmp = work, None
+
+    def __enter__(self) -> PartStore:
+        if self.work is None:
+            self.tmp = tempfile.TemporaryDirectory(prefix="starflow-curate-")
+            return PartStore(Path(self.tmp.name))
+        return PartStore(Path(self.work))
+
+    def __exit__(self, *exc) -> None:
+        if self.tmp is not None:
+            self.tmp.cleanup()
+
+
+# --------------------------------------------------------------------------- keys
+def digest(items: list) -> str:
+    """sha256 of JSON-able items (anything else by its ``str``)."""
+    return hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def run_key(cfg: CurateParams, steps: CurateSteps) -> str:
+    """What every part's result depends on besides its bytes: params, the stage's code and the
+    inputs of its malware and decontamination steps."""
+    return digest([cfg.model_dump(exclude=EXECUTION_ONLY), code_digest(), steps_fingerprint(steps)])
+
+
+def code_digest() -> str:
+    """The source of the curate package and of the shared modules it runs: changed code is a new
+    key, never a stale hit."""
+    here = Path(__file__).resolve().parent
+    files = sorted(here.glob("*.py")) + [here.parent / n for n in ("language.py", "stats.py", "tables.py", "datasets.py")]
+    h = hashlib.sha256()
+    for f in files:
+        if f.is_file():
+            h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+def steps_fingerprint(steps: CurateSteps) -> list:
+    """Which scanners run and on what (YARA rule bytes, the ClamAV database's files), and the
+    benchmark strings decontamination matches."""
+    out: list = []
+    if steps.privacy.malware is not None:
+        for scanner in steps.privacy.malware.scanners:
+            entry: dict[str, Any] = {"name": scanner.name}
+            for rule in getattr(scanner, "rule_files", ()):
+                entry.setdefault("rules", []).append(_file_sha256(Path(rule)))
+            database = getattr(scanner, "database", None) if scanner.name == "clamav" else None
+            if scanner.name == "clamav":
+                entry["database"] = _tree_stat(Path(database or "/var/lib/clamav"))
+            out.append(entry)
+    if steps.privacy.decontamination is not None:
+        items = steps.privacy.decontamination.matcher.items
+        out.append({"benchmarks": digest([[i.benchmark, i.item_id, i.field, i.text] for i in items])})
+    return out
+
+
+def _tree_stat(path: Path) -> list:
+    files = sorted(path.rglob("*")) if path.is_dir() else [path] if path.exists() else []
+    return [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files if f.is_file()]
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
