@@ -33,7 +33,7 @@ import subprocess
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import pyarrow as pa
 
@@ -440,11 +440,14 @@ def _unreadable(f: str | Path, fmt: str, exc: Exception) -> RawFile:
 
 def parquet_repositories(files: Sequence[str | Path], columns: dict[str, str], max_files: int | None,
                          skipped: list[RawFile], kind: str = "parquet",
-                         required: Sequence[str] = REQUIRED_TABLE_COLUMNS, size_column: str | None = None,
+                         check: Callable[[Any, str | Path], None] | None = None,
+                         row_sizes: Callable[[Any, int], list[float]] | None = None,
                          blobs: "BlobStore | None" = None) -> Iterator[Repository]:
-    """Repositories of Parquet files (one row per file), listed from the ``repo_name`` column one
-    row group at a time (and ``size_column`` when the files have it: the bytes each row will read,
-    e.g. stack_v2's ``length_bytes``; else each row's share of the row group's bytes)."""
+    """Repositories of Parquet files, listed from the ``repo_name`` column one row group at a time.
+
+    ``check(parquet_file, path)`` validates a file's columns (default: ``repo_name, path,
+    content``); ``row_sizes(parquet_file, row_group)`` gives the bytes each row will read (default:
+    its share of the row group's bytes; stack_v2: the contents' ``length_bytes``)."""
     parts: dict[str, list[tuple[str, int]]] = {}
     sizes: dict[str, float] = {}
     repo_column = columns.get("repo_name", "repo_name")
@@ -454,18 +457,17 @@ def parquet_repositories(files: Sequence[str | Path], columns: dict[str, str], m
         except (OSError, pa.ArrowException) as exc:
             skipped.append(_unreadable(f, "parquet", exc))
             continue
-        names_in_file = pf.schema_arrow.names
-        _check_columns(names_in_file, columns, f, required)
-        size_source = columns.get(size_column, size_column) if size_column else None
-        read = [repo_column] + ([size_source] if size_source in names_in_file else [])
+        if check is not None:
+            check(pf, f)
+        else:
+            _check_columns(pf.schema_arrow.names, columns, f)
         for rg in range(pf.metadata.num_row_groups):
-            table = pf.read_row_group(rg, columns=read)
-            names = table.column(0).to_pylist()
-            if len(read) > 1:
-                row_sizes = [int(v or 0) for v in table.column(1).to_pylist()]
+            names = pf.read_row_group(rg, columns=[repo_column]).column(0).to_pylist()
+            if row_sizes is not None:
+                per_row = row_sizes(pf, rg)
             else:
-                row_sizes = [pf.metadata.row_group(rg).total_byte_size / max(len(names), 1)] * len(names)
-            for name, size in zip(names, row_sizes):
+                per_row = [pf.metadata.row_group(rg).total_byte_size / max(len(names), 1)] * len(names)
+            for name, size in zip(names, per_row):
                 name = name or "<unknown>"
                 where = parts.setdefault(name, [])
                 if not where or where[-1] != (str(f), rg):
@@ -495,8 +497,10 @@ def load_rows(repos: list[Repository]) -> list[Repository]:
         for f, rg in spec.parts:
             if (f, rg) not in cache:
                 pf = opened.get(f) or opened.setdefault(f, open_part(f))
-                cache[(f, rg)] = _map_columns(pf.read_row_group(rg, columns=_columns_to_read(pf, spec)),
-                                              spec.columns, f, _required(spec))
+                if spec.blobs is not None:
+                    cache[(f, rg)] = stack_v2.read_ids(pf, rg, spec.columns, f)
+                else:
+                    cache[(f, rg)] = _map_columns(pf.read_row_group(rg), spec.columns, f)
             table = cache[(f, rg)]
             names = pc.fill_null(table.column("repo_name"), "<unknown>")
             mine = table.filter(pc.equal(names, repo.name))
@@ -509,23 +513,6 @@ def load_rows(repos: list[Repository]) -> list[Repository]:
         out.append(loaded)
     return out
 
-
-def _required(spec: RowGroups) -> Sequence[str]:
-    if spec.blobs is not None:
-        from ray_tasks.ingest.stack_v2 import ID_COLUMNS
-
-        return ID_COLUMNS
-    return REQUIRED_TABLE_COLUMNS
-
-
-def _columns_to_read(pf, spec: RowGroups) -> list[str] | None:
-    """stack_v2: only the id and metadata columns ingest uses (the release has 26); else all."""
-    if spec.blobs is None:
-        return None
-    from ray_tasks.ingest.stack_v2 import READ_COLUMNS
-
-    theirs = {spec.columns.get(c, c) for c in READ_COLUMNS}
-    return [n for n in pf.schema_arrow.names if n in theirs]
 
 
 def _raw_rows(table: pa.Table) -> Iterator[RawFile]:

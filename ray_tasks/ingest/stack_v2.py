@@ -1,17 +1,26 @@
 """The Stack v2 as released: id files listed in the driver, contents fetched from S3 in the workers.
 
-BigCode's releases (``bigcode/the-stack-v2``, ``-dedup``) are Parquet files of ids and metadata,
-one row per file: ``blob_id, repo_name, path, src_encoding, language, license_type,
-detected_licenses, length_bytes, gha_license_id, star_events_count, ...`` and no content. A
-content is the gzip object ``s3://softwareheritage/content/<blob_id>``, decoded with the row's
+BigCode's releases are Parquet files of ids and metadata, without content, in two layouts (both
+read here, told apart by their columns):
+
+* one row per file (``bigcode/the-stack-v2``, ``-dedup``): ``blob_id, repo_name, path,
+  src_encoding, language, license_type, detected_licenses, length_bytes, gha_license_id,
+  star_events_count, ...``;
+* one row per repository (``the-stack-v2-train-full-ids``, ``-smol-ids``): ``repo_name``, the
+  repository's columns (``star_events_count``, ``gha_license_id``, ``revision_id``...) and
+  ``files``, a list of ``{blob_id, path, src_encoding, language, license_type,
+  detected_licenses, length_bytes, ...}``.
+
+A content is the gzip object ``s3://softwareheritage/content/<blob_id>``, decoded with the file's
 ``src_encoding`` (the paper, https://arxiv.org/abs/2402.19173 §2.1; the dataset card's example
 fetches it with unsigned boto3 requests).
 
 How it runs:
 
-* the driver lists repositories from the id files' ``repo_name`` and ``length_bytes`` columns, a
-  row group at a time (``sources.parquet_repositories``), so groups are sized by the contents'
-  bytes and nothing else is read;
+* the driver lists repositories from the id files' ``repo_name`` and ``length_bytes`` columns
+  (``files``' ``length_bytes`` in the per-repository layout), a row group at a time
+  (``sources.parquet_repositories``), so groups are sized by the contents' bytes and nothing
+  else is read;
 * the task that ingests a group reads its repositories' id rows (``sources.load_rows``, by row
   group, only the columns used) and, as each repository's files are read
   (``sources.read_files``), fetches their contents here: ``BlobStore.fetch``, ``concurrency``
@@ -52,18 +61,24 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ray_tasks.ingest.licenses import RepoLicenses
 from ray_tasks.ingest.params import StackV2Source
 from ray_tasks.ingest.sources import (
-    STACK_META_COLUMNS, RawFile, Repository, parquet_repositories, table_files, table_repository,
+    STACK_META_COLUMNS, RawFile, Repository, _check_columns, _map_columns, parquet_repositories, table_files,
+    table_repository,
 )
 
 log = logging.getLogger(__name__)
 
 ID_COLUMNS = ("repo_name", "path", "blob_id")
-"""Columns an id file must have (after ``columns`` renames)."""
+"""Columns an id file must have (after ``columns`` renames); per-repository files: ``repo_name``
+and ``files`` whose entries have ``path`` and ``blob_id``."""
+FILES = "files"
+"""The per-repository layout's list of files."""
 READ_COLUMNS = ID_COLUMNS + tuple(c for c in STACK_META_COLUMNS if c not in ID_COLUMNS) + ("length_bytes",)
 """What the workers read of an id row (the release has 26 columns; the rest is not used by ingest)."""
 
@@ -92,11 +107,81 @@ def stack_v2_repositories(spec: StackV2Source, path: str | Path, cache_dir: Path
     ``length_bytes`` only; each carries the ``BlobStore`` its worker fetches contents from. An id
     file that cannot be read is a counted skip in ``skipped``."""
     store = BlobStore.from_params(spec, cache_dir)
-    yield from parquet_repositories(table_files(path, "parquet"), spec.columns, spec.max_files_per_repo, skipped,
-                                    kind="stack_v2", required=ID_COLUMNS, size_column="length_bytes", blobs=store)
+    columns = spec.columns
+    yield from parquet_repositories(table_files(path, "parquet"), columns, spec.max_files_per_repo, skipped,
+                                    kind="stack_v2", check=lambda pf, f: check_ids(pf.schema_arrow, columns, f),
+                                    row_sizes=lambda pf, rg: content_sizes(pf, rg, columns), blobs=store)
+
+
+def per_repository(schema: pa.Schema, columns: dict[str, str]) -> bool:
+    """True for the train-*-ids layout: a ``files`` list of structs and no top-level ``blob_id``."""
+    if columns.get("blob_id", "blob_id") in schema.names or FILES not in schema.names:
+        return False
+    kind = schema.field(FILES).type
+    return (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and pa.types.is_struct(kind.value_type)
+
+
+def check_ids(schema: pa.Schema, columns: dict[str, str], path: str | Path) -> None:
+    """A clear error when an id file lacks what a file's content is found by."""
+    if not per_repository(schema, columns):
+        _check_columns(schema.names, columns, path, ID_COLUMNS)
+        return
+    _check_columns(schema.names, columns, path, ("repo_name",))
+    inner = [f.name for f in schema.field(FILES).type.value_type]
+    missing = [c for c in ("path", "blob_id") if columns.get(c, c) not in inner]
+    if missing:
+        raise ValueError(f"ingest.sources: {path}: the entries of its `files` column lack {missing}; they have {inner}")
+
+
+def content_sizes(pf, rg: int, columns: dict[str, str]) -> list[float]:
+    """The contents' bytes of each row of a row group (its files' in the per-repository layout),
+    from ``length_bytes``; without that column, each row's share of the row group's bytes."""
+    schema = pf.schema_arrow
+    rows = pf.metadata.row_group(rg).num_rows
+    if per_repository(schema, columns):
+        leaf = next((c.path for c in (pf.schema.column(i) for i in range(pf.metadata.num_columns))
+                     if c.path.startswith(f"{FILES}.") and c.path.endswith(".length_bytes")), None)
+        if leaf is not None:
+            nested = pf.read_row_group(rg, columns=[leaf]).column(0).combine_chunks()
+            values = pc.fill_null(pc.struct_field(pc.list_flatten(nested), "length_bytes"), 0)
+            parents = pc.list_parent_indices(nested)
+            return np.bincount(parents.to_numpy(), weights=values.to_numpy(), minlength=rows).tolist()
+    elif columns.get("length_bytes", "length_bytes") in schema.names:
+        sizes = pf.read_row_group(rg, columns=[columns.get("length_bytes", "length_bytes")]).column(0)
+        return pc.fill_null(sizes, 0).to_numpy().astype(float).tolist()
+    return [pf.metadata.row_group(rg).total_byte_size / max(rows, 1)] * rows
 
 
 # --------------------------------------------------------------------------- id rows (worker)
+def read_ids(pf, rg: int, columns: dict[str, str], path: str | Path) -> pa.Table:
+    """One row group of an id file as one row per file, StarFlow's column names, only the columns
+    ingest uses (the release has 26; the per-repository layout's repository columns are repeated
+    on each of its files)."""
+    schema = pf.schema_arrow
+    theirs = {columns.get(c, c) for c in READ_COLUMNS}
+    if per_repository(schema, columns):
+        table = pf.read_row_group(rg, columns=[n for n in schema.names if n in theirs or n == FILES])
+        table = _one_row_per_file(table)
+    else:
+        table = pf.read_row_group(rg, columns=[n for n in schema.names if n in theirs])
+    return _map_columns(table, columns, path, ID_COLUMNS)
+
+
+def _one_row_per_file(table: pa.Table) -> pa.Table:
+    """Explode ``files``: each entry a row, with its repository's columns (the entry's own value
+    wins where both have one, e.g. ``language``)."""
+    files = table.column(FILES).combine_chunks()
+    entries = pc.list_flatten(files)
+    out = table.drop_columns([FILES]).take(pc.list_parent_indices(files))
+    for i, field in enumerate(entries.type):
+        column = entries.field(i)
+        if field.name in out.column_names:
+            out = out.set_column(out.column_names.index(field.name), field.name, column)
+        else:
+            out = out.append_column(field.name, column)
+    return out
+
+
 def id_rows(table: pa.Table) -> Iterator[RawFile]:
     """Rows of an id table (StarFlow column names) as files without content yet: ``size`` is the
     release's ``length_bytes`` (what the size cap is checked against before fetching), ``meta`` the

@@ -166,6 +166,36 @@ def test_listing_reads_ids_only_and_sizes_groups_by_content_bytes(s3, tmp_path):
     assert s3.count("GET", f"/{BUCKET}/") == 0
 
 
+def test_the_per_repository_layout_of_the_train_ids_sets_gives_the_same_rows(s3, tmp_path):
+    flat_ids = _release(s3, tmp_path / "flat")
+    flat = pq.read_table(flat_ids).to_pylist()
+    repos: dict[str, dict] = {}
+    file_keys = ("blob_id", "path", "content_id", "language", "length_bytes", "detected_licenses", "license_type",
+                 "src_encoding", "is_vendor", "is_generated")
+    for row in flat:  # train-smol-ids: one row per repository, its files in a list
+        repo = repos.setdefault(row["repo_name"], {
+            "repo_name": row["repo_name"], "revision_id": row["revision_id"], "branch_name": row["branch_name"],
+            "star_events_count": row["star_events_count"], "fork_events_count": 0,
+            "gha_license_id": row["gha_license_id"], "gha_language": None, "files": []})
+        repo["files"].append({k: row[k] for k in file_keys} | {"alphanum_fraction": 0.5, "num_lines": 1})
+    nested = pa.Table.from_pylist(list(repos.values()))
+    nested = nested.append_column("visit_date", pa.array([None] * nested.num_rows, pa.timestamp("ns")))
+    (tmp_path / "nested").mkdir()
+    pq.write_table(nested, tmp_path / "nested" / "train.parquet", row_group_size=2)
+    by_flat = _params(flat_ids, s3.proxy_url, tmp_path)
+    by_nested = _params(tmp_path / "nested", s3.proxy_url, tmp_path)
+    listed = list(repositories(by_nested.sources))
+    assert [(r.name, r.size_hint) for r in listed] == [(r.name, r.size_hint) for r in repositories(by_flat.sources)]
+    stats_flat, flat_out = _run(by_flat, tmp_path / "out_flat")
+    stats_nested, nested_out = _run(by_nested, tmp_path / "out_nested")
+    assert nested_out["files"].equals(flat_out["files"]) and nested_out["rejected"].equals(flat_out["rejected"])
+    assert stats_nested == stats_flat
+    broken = pa.table({"repo_name": ["o/r"], "files": [[{"path": "/a.py", "sha": "x"}]]})
+    pq.write_table(broken, tmp_path / "broken.parquet")
+    with pytest.raises(ValueError, match=r"broken\.parquet: the entries of its `files` column lack \['blob_id'\]"):
+        list(repositories(_params(tmp_path / "broken.parquet", s3.proxy_url, tmp_path).sources))
+
+
 def test_renamed_columns_and_a_missing_id_column(s3, tmp_path):
     s3.create_bucket(BUCKET, public=True)
     s3.put(BUCKET, f"content/{blob_id(1)}", gzip.compress(b"x = 1\n"))
