@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -78,16 +79,54 @@ class SandboxParams(StageParams):
     """Programs run in parallel (None: one per CPU Ray has; on the local executor, ``ray.num_cpus``)."""
 
 
+GATE_METRICS = ("frozen_sample.bits_per_byte", "bits_per_byte", "perplexity", "val_loss", "fim_exact_match")
+"""Metrics the gate can measure for the champion too, in the same run (plus ``humaneval.pass@k``)."""
+
+
+class GateSampleParams(StageParams):
+    """The frozen evaluation sample (``data/gate_sample.json``): raw source files of held-out
+    repositories, scored in bits per byte so models with different tokenizers compare. It is cut
+    once from the validation repositories and then kept as it is, whatever the data becomes;
+    ``version``, ``bytes``, ``max_file_bytes`` and ``seed`` are its identity, and changing any of
+    them (bump ``version`` to re-draw the same way from today's data) is the request to rebuild it."""
+
+    version: int = Field(default=1, ge=1)
+    """The sample's version: bump it to re-draw the sample from today's validation repositories."""
+    bytes: int = Field(default=262144, gt=0)
+    """UTF-8 bytes of source the sample holds (whole files, taken in seeded hash order until this is reached)."""
+    max_file_bytes: int = Field(default=65536, gt=0)
+    """Files larger than this are not taken (one huge file would be most of the sample)."""
+    seed: int = 0
+    """Seed of the hash order the files are taken in."""
+    window_tokens: int = Field(default=1024, gt=1)
+    """Scoring: tokens per window (windows overlap by one token, so each token is predicted once);
+    capped at the model's ``max_position_embeddings``. The same for champion and challenger."""
+    batch_size: int = Field(default=4, gt=0)
+    """Scoring: windows per forward pass."""
+
+
 class GateParams(StageParams):
     """Promotion: the evaluated model (alias ``challenger``) becomes ``champion`` only if it beats
-    the champion's gate metric by ``margin``; the first model evaluated becomes champion."""
+    the champion by ``margin`` on ``metric``, both scored in this run on the same data with the
+    same settings (the champion's weights loaded from the registry); the first model becomes champion."""
 
-    metric: str = "perplexity"
-    """A key of metrics/evaluate.json, dotted for nested ones (e.g. ``humaneval.pass@1``)."""
+    metric: str = "frozen_sample.bits_per_byte"
+    """What the gate compares: ``frozen_sample.bits_per_byte`` (the frozen sample, comparable across
+    data versions), ``bits_per_byte``, ``perplexity``, ``val_loss`` (today's validation split),
+    ``fim_exact_match`` or ``humaneval.pass@k`` (k in ``humaneval.ks``; worth it once models score above 0)."""
     direction: Literal["higher", "lower"] = "lower"
     """Whether a higher or a lower value of the metric is better."""
-    margin: float = Field(default=0.0, ge=0)
+    margin: float = Field(default=0.001, ge=0)
     """The challenger must be better by more than this (absolute, in the metric's units)."""
+    sample: GateSampleParams = Field(default_factory=GateSampleParams)
+    """The frozen evaluation sample and how it is scored."""
+
+    @model_validator(mode="after")
+    def _measurable(self) -> GateParams:
+        if self.metric not in GATE_METRICS and not re.fullmatch(r"humaneval\.pass@\d+", self.metric):
+            raise ValueError(f"gate metric {self.metric!r}: the gate scores the champion again in the same run, "
+                             f"which it can for {', '.join(GATE_METRICS)} and humaneval.pass@k")
+        return self
 
 
 class EvaluateParams(StageParams):
@@ -107,3 +146,9 @@ class EvaluateParams(StageParams):
     """Limits of every executed program (the self-check, HumanEval, MBPP)."""
     gate: GateParams = Field(default_factory=GateParams)
     """Promotion from challenger to champion."""
+
+    @model_validator(mode="after")
+    def _gate_k_reported(self) -> EvaluateParams:
+        if self.gate.metric.startswith("humaneval.pass@") and int(self.gate.metric.split("@")[1]) not in self.humaneval.ks:
+            raise ValueError(f"gate metric {self.gate.metric}: its k is not in humaneval.ks {self.humaneval.ks}")
+        return self
