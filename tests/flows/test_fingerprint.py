@@ -220,3 +220,21 @@ def test_sources_stage_deps_cover_what_it_runs():
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     assert stage["sources"]["always_changed"] is True and stage["sources"]["outs"] == ["data/sources.json"]
     assert "data/sources.json" in stage["ingest"]["deps"] and list(stage)[:2] == ["sources", "ingest"]
+
+
+def make_git_workspace(root: Path, env: dict[str, str]) -> tuple[Path, Path]:
+    """A workspace whose one source is a local bare git repository, its DAG cut to sources + ingest
+    (the stages a source change reaches first; the rest of the DAG is test_pipeline's): returns the
+    workspace and the clone that pushes upstream."""
+    from tests.workspaces import make_workspace
+
+    bare, work = make_upstream(root)
+    params = yaml.safe_load((ROOT / "params.tiny.yaml").read_text())
+    params["ingest"]["sources"] = [{"kind": "git", "urls": [str(bare)]}]
+    ws = root / "ws"
+    ws.mkdir()
+    make_workspace(ws, params, env)
+    dag = yaml.safe_load((ws / "dvc.yaml").read_text())
+    dag["stages"] = {name: stage for name, stage in dag["stages"].items() if name in ("sources", "ingest")}
+    (ws / "dvc.yaml").write_text(yaml.safe_dump(dag, sort_keys=False))
+    return ws, work
