@@ -1,7 +1,9 @@
 """Stage ``tokenize``: tokenizer, repository documents with FIM, packed shards for both stage lengths.
 
-The stage's contract is ``ray_tasks/tokenize/__init__.py``; Ray is used only when
-``params.ray`` asks for it (``ray_tasks/executor.py``), with the same output either way.
+The stage's contract is ``ray_tasks/tokenize/__init__.py``; it streams the curated dataset part
+by part (``ray_tasks.tokenize.stage.prepare``), with encoded chunks kept in ``.starflow/tokenize``
+for a resumed run. Ray is used only when ``params.ray`` asks for it (``ray_tasks/executor.py``),
+with the same output either way.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from flows import tracking
 from flows.config import Params
 from flows.workspace import FILES, WORK, stage_dir
 from ray_tasks.executor import executor_session
-from ray_tasks.tables import AtomicDir, content_bytes, read_table
+from ray_tasks.tables import AtomicDir
+from ray_tasks.tokenize.inputs import content_bytes, input_parts
 from ray_tasks.tokenize.stage import prepare
 
 
@@ -20,13 +23,14 @@ from ray_tasks.tokenize.stage import prepare
 def tokenize_flow(params: Params, parent_run_id: str | None = None) -> dict:
     log = get_run_logger()
     with tracking.stage_run("tokenize", params, parent_run_id):
-        files = read_table(stage_dir("curate") / FILES)
-        n_bytes = content_bytes(files)
+        src = stage_dir("curate") / FILES
+        parts = input_parts(src)
+        n_bytes = content_bytes(parts)
         with executor_session(params.ray, n_bytes) as use_ray:
-            log.info("tokenize: %d files, %.1f MB, %s", files.num_rows, n_bytes / 2**20,
+            log.info("tokenize: %d parts, %.1f MB, %s", len(parts), n_bytes / 2**20,
                      "on Ray" if use_ray else "in this process")
             with AtomicDir(stage_dir("tokenize")) as out:
-                stats = prepare(files, out, params.tokenize, WORK / "tokenize", use_ray=use_ray)
+                stats = prepare(src, out, params.tokenize, WORK / "tokenize", use_ray=use_ray)
         tracking.publish_metrics("tokenize", stats)
         log.info("tokenize: %s", stats)
     return stats

@@ -1,6 +1,10 @@
 """Stage ``tokenize``: a BPE tokenizer, repository documents with FIM, packed shards for both training stages.
 
-Input: ``data/curate/files.parquet``, one row per file (``ray_tasks.tables.FILE_COLUMNS``).
+Input: ``data/curate/files/``, a partitioned dataset (``ray_tasks/datasets.py``; a Parquet file
+or a table in memory is one part), one row per file (``ray_tasks.tables.FILE_COLUMNS``), each
+part holding whole repositories (a repository in two parts is an error naming it). It is read a
+part at a time, in a few passes (``inputs.py``): memory holds one part, the chunks in flight,
+the tokenizer's sample (``train_max_bytes``) and a few figures per repository.
 Uses ``repo_name, path, content``, ``sha256`` (the file's identity for the tokenizer sample
 and the work-dir cache; else ``content`` is hashed) and ``language`` (per-language token
 counts; ``unknown`` without it).
@@ -28,7 +32,8 @@ per split ``{split}_repositories, {split}_documents, {split}_tokens, {split}_seq
 ``metadata_document_rate, val_bytes_per_token, tokens_per_language`` (top 15),
 ``fim_eval_examples``, and of this run only: ``encode_tokens_per_second, chunks_from_cache``.
 
-Entry: ``stage.prepare`` (its steps: ``tokenizer.py`` for BPE, ``split.py`` for the split,
-``documents.py`` and ``fim.py`` for the documents, ``cache.py`` for resuming, ``shards.py`` for
-the output); the flow is ``flows/tokenize.py``.
+Entry: ``stage.prepare`` (its steps: ``scan.py`` for the sizes and the tokenizer's sample,
+``tokenizer.py`` for BPE, ``split.py`` for the split, ``documents.py`` and ``fim.py`` for the
+documents, ``cache.py`` for the encoded chunks the splits are written from and resumed from,
+``shards.py`` for the output, streamed); the flow is ``flows/tokenize.py``.
 """

@@ -3,13 +3,19 @@
 Each is stored under a key that digests everything it was made from (params, tokenizer,
 file identities), so a changed input is a cache miss, never a stale hit. The cache only
 saves time: the stage's outputs are the same with or without it.
+
+A chunk is two files: ``<key>.npy``, its documents' tokens back to back (read back as a
+memory map, a document at a time, when the splits are written), and ``<key>.json``, its
+repositories, their documents' lengths and its counts; the JSON is written last, each file
+under a temporary name then renamed, so a chunk with a JSON is complete.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
+import os
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -29,25 +35,44 @@ def chunk_identity(table: pa.Table) -> list[str]:
     return [hashlib.sha256(c.encode()).hexdigest() for c in table.column("content").to_pylist()]
 
 
-def save_chunk(path: Path, res: dict) -> None:
-    """One chunk's documents and counts in one ``.npz``, written atomically (temp name, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {k: v for k, v in res.items() if k != "docs"}
-    buf = io.BytesIO()
-    np.savez(buf, lengths=np.array([len(d) for d in res["docs"]], dtype=np.int64),
-             tokens=np.concatenate(res["docs"]) if res["docs"] else np.zeros(0, np.int64),
-             meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(path)
+def save_chunk(folder: Path, key: str, res: dict, dtype: np.dtype) -> dict:
+    """Write one chunk (tokens, then its JSON); returns the JSON's content (``load_chunk``'s)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {k: v for k, v in res.items() if k != "docs"} | {"lengths": [int(len(d)) for d in res["docs"]]}
+    tokens = np.concatenate(res["docs"]).astype(dtype) if res["docs"] else np.zeros(0, dtype)
+    _atomic(folder / f"{key}.npy", lambda fh: np.save(fh, tokens))
+    _atomic(folder / f"{key}.json", lambda fh: fh.write(json.dumps(meta, sort_keys=True).encode()))
+    return json.loads(json.dumps(meta))
 
 
-def load_chunk(path: Path) -> dict | None:
-    """A chunk saved by ``save_chunk``, or None when there is none."""
-    if not path.exists():
+def load_chunk(folder: Path, key: str) -> dict | None:
+    """A complete chunk's JSON, or None when there is none."""
+    meta = folder / f"{key}.json"
+    if not meta.is_file() or not (folder / f"{key}.npy").is_file():
         return None
-    with np.load(path) as z:
-        meta = json.loads(z["meta"].tobytes().decode())
-        bounds = np.cumsum(z["lengths"])[:-1]
-        meta["docs"] = list(np.split(z["tokens"], bounds)) if len(z["lengths"]) else []
-    return meta
+    return json.loads(meta.read_text())
+
+
+def chunk_tokens(folder: Path, key: str) -> np.ndarray:
+    """A chunk's tokens, memory-mapped (documents are sliced out of it one at a time)."""
+    return np.load(folder / f"{key}.npy", mmap_mode="r")
+
+
+def prune_chunks(folder: Path, keep: set[str]) -> None:
+    """Remove chunks of other keys (earlier inputs or params) and leftovers of killed writes."""
+    if not folder.is_dir():
+        return
+    for f in folder.iterdir():
+        if f.is_file() and f.name.split(".")[0] not in keep:
+            f.unlink(missing_ok=True)
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

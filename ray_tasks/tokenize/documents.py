@@ -2,18 +2,19 @@
 
 One document per repository, in StarCoder2's repository-context layout
 (ray_tasks/tokenize/split.py describes it) with FIM applied (ray_tasks/tokenize/fim.py).
-Repositories are encoded in chunks of ``repos_per_task``: Ray tasks when the stage runs on
-Ray, plain calls otherwise. Every random choice comes from a generator seeded by (seed,
-repository), so a document does not depend on its chunk, the worker count or Ray; encoded
-chunks are cached under the work dir (ray_tasks/tokenize/cache.py) so an interrupted stage
-resumes.
+Repositories are encoded in chunks of ``repos_per_task`` (within a part: parts hold whole
+repositories): Ray tasks when the stage runs on Ray, plain calls otherwise. Every random choice
+comes from a generator seeded by (seed, repository), so a document does not depend on its chunk,
+its part, the worker count or Ray; encoded chunks are saved under the work dir
+(ray_tasks/tokenize/cache.py), which is what the splits are written from, and what an
+interrupted stage resumes from.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -23,6 +24,7 @@ import pyarrow.compute as pc
 
 from ray_tasks.tokenize.cache import cache_key, chunk_identity, load_chunk, save_chunk
 from ray_tasks.tokenize.fim import FimCounts, document_parts
+from ray_tasks.tokenize.inputs import Part
 from ray_tasks.tokenize.params import TokenizeParams
 from ray_tasks.tokenize.tokenizer import SPECIAL_TOKENS
 
@@ -98,30 +100,77 @@ def _by_repository(table: pa.Table) -> Iterator[tuple[str, list[tuple[str, str, 
         yield repo, by_repo[repo]
 
 
-def encode_repositories(files: pa.Table, tokenizer_json: str, params: TokenizeParams, repos: list[str],
-                        work: Path | None, use_ray: bool) -> tuple[list[dict], set[int]]:
-    """(chunk results in repository order, indices of the chunks loaded from the cache).
+ENCODE_COLUMNS = ("repo_name", "path", "content", "language", "sha256")
 
-    Repositories go in chunks of ``repos_per_task``; a chunk cached by an earlier run with the
-    same tokenizer, params and files is loaded, not recomputed."""
-    chunks = [repos[i: i + params.repos_per_task] for i in range(0, len(repos), params.repos_per_task)]
-    tables = [files.filter(pc.is_in(files.column("repo_name"), pa.array(c))) for c in chunks]
-    keys = [cache_key([tokenizer_json, params.model_dump(), *chunk_identity(t)]) for t in tables]
-    cache = (work / "chunks") if work else None
-    results: list[dict | None] = [load_chunk(cache / f"{k}.npz") if cache else None for k in keys]
-    todo = [i for i, r in enumerate(results) if r is None]
-    cached = set(range(len(results))) - set(todo)
-    if use_ray and todo:
-        import ray
 
-        remote = ray.remote(encode_chunk)
-        tok_ref = ray.put(tokenizer_json)
-        refs = {i: remote.remote(tables[i], tok_ref, params) for i in todo}
-        computed = {i: ray.get(ref) for i, ref in refs.items()}
-    else:
-        computed = {i: encode_chunk(tables[i], tokenizer_json, params) for i in todo}
-    for i, res in computed.items():
-        results[i] = res
-        if cache:
-            save_chunk(cache / f"{keys[i]}.npz", res)
-    return results, cached  # type: ignore[return-value]
+@dataclass
+class Chunk:
+    """One encoded chunk in the work dir: its key, and its JSON (repositories, lengths, counts)."""
+
+    key: str
+    meta: dict
+    cached: bool
+    """Loaded from an earlier (maybe interrupted) run rather than encoded by this one."""
+
+
+def encode_repositories(parts: list[Part], repo_part: dict[str, int], tokenizer_json: str, params: TokenizeParams,
+                        folder: Path, use_ray: bool, dtype: np.dtype) -> list[Chunk]:
+    """Every repository encoded into chunks saved under ``folder``, part by part.
+
+    A part's repositories go, in name order, in chunks of ``repos_per_task``; a chunk cached by
+    an earlier run with the same tokenizer, params and files is loaded, not recomputed. On Ray
+    at most twice the cluster's CPUs of chunks are submitted and not yet saved, and one part is
+    read at a time, so memory holds one part and those chunks whatever the input's size."""
+    config = [hashlib.sha256(tokenizer_json.encode()).hexdigest(), params.model_dump()]
+    by_part: dict[int, list[str]] = defaultdict(list)
+    for repo, p in repo_part.items():
+        by_part[p].append(repo)
+    chunks: list[Chunk] = []
+
+    def todo() -> Iterator[tuple[str, pa.Table]]:
+        for p in sorted(by_part):
+            table = parts[p].read(ENCODE_COLUMNS)
+            repos = sorted(by_part[p])
+            for i in range(0, len(repos), params.repos_per_task):
+                names = repos[i: i + params.repos_per_task]
+                chunk = table.filter(pc.is_in(table.column("repo_name"), pa.array(names, table.schema.field("repo_name").type)))
+                key = cache_key([*config, *chunk_identity(chunk)])
+                meta = load_chunk(folder, key)
+                if meta is not None:
+                    chunks.append(Chunk(key, meta, True))
+                else:
+                    yield key, chunk
+            del table
+
+    results = _on_ray(todo(), tokenizer_json, params) if use_ray else (
+        (key, encode_chunk(chunk, tokenizer_json, params)) for key, chunk in todo())
+    for key, res in results:
+        chunks.append(Chunk(key, save_chunk(folder, key, res, dtype), False))
+    return chunks
+
+
+def _on_ray(jobs: Iterator[tuple[str, pa.Table]], tokenizer_json: str, params: TokenizeParams) -> Iterator[tuple[str, dict]]:
+    """``encode_chunk`` as Ray tasks, at most twice the cluster's CPUs in flight."""
+    import ray
+
+    remote = ray.remote(encode_chunk)
+    tok_ref = ray.put(tokenizer_json)
+    window = 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
+    pending: dict = {}
+
+    def submit() -> bool:
+        job = next(jobs, None)
+        if job is None:
+            return False
+        pending[remote.remote(job[1], tok_ref, params)] = job[0]
+        return True
+
+    while len(pending) < window and submit():
+        pass
+    while pending:
+        [ref], _ = ray.wait(list(pending), num_returns=1)
+        key = pending.pop(ref)
+        res = ray.get(ref)
+        del ref
+        yield key, res
+        submit()

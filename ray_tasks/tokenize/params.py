@@ -37,7 +37,8 @@ class TokenizeParams(StageParams):
     fim_eval_examples: int = Field(default=200, ge=0)
     """Single-line infilling examples cut from validation files for the evaluate stage."""
     repos_per_task: int = Field(default=16, gt=0)
-    """Repositories encoded per Ray task."""
+    """Repositories encoded per Ray task (a chunk, cut inside a part); on Ray at most twice the
+    cluster's CPUs of chunks are in flight."""
     seed: int = 0
     """Seed for file order, metadata and FIM coin flips, and the split."""
 

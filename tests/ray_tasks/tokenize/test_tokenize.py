@@ -126,6 +126,13 @@ def _corpus(n_repos=8):
     return pa.Table.from_pylist(rows)
 
 
+def _dataset(table, root, n_parts):
+    """``table`` (rows grouped by repository) as a dataset of ``n_parts`` parts of whole repositories."""
+    from tests.ray_tasks.curate.test_parts import write_dataset
+
+    return write_dataset(table, root, n_parts)
+
+
 CFG = TokenizeParams(vocab_size=400, min_frequency=1, seq_len=32, seq_len_stage2=64, val_fraction=0.25,
                     repos_per_task=3, fim_eval_examples=5, shard_sequences=50)
 
@@ -141,8 +148,9 @@ def test_prepare_outputs_determinism_and_split(tmp_path, ray_session):
         d.mkdir()
     stats = prepare(_corpus(), a, CFG)
     prepare(_corpus(), b, CFG)
-    prepare(_corpus(), c, CFG, use_ray=True)
-    assert _output_bytes(a) == _output_bytes(b) == _output_bytes(c)  # same seed, with or without Ray, every file
+    prepare(_dataset(_corpus(), tmp_path / "in", 3), c, CFG, use_ray=True)
+    # Same seed, with or without Ray, one part or three: every file, byte for byte.
+    assert _output_bytes(a) == _output_bytes(b) == _output_bytes(c)
 
     manifest = json.loads((a / "manifest.json").read_text())
     split = json.loads((a / "split.json").read_text())
@@ -199,3 +207,92 @@ def test_bad_inputs_are_clear_errors(tmp_path):
         prepare(_corpus().slice(0, 0), tmp_path, CFG)
     with pytest.raises(ValueError, match="at least 2 repositories"):
         prepare(_corpus(1), tmp_path, CFG)
+
+
+def test_parts_stream_one_at_a_time_and_give_the_single_tables_bytes(tmp_path, monkeypatch):
+    """Five parts: the same files as one table, no whole-dataset read, no table bigger than a part
+    read at once, and the tokenizer sample cut where the sorted whole table cuts it."""
+    import ray_tasks.datasets as datasets
+    from ray_tasks.tokenize.inputs import Part
+
+    cfg = CFG.model_copy(update={"train_max_bytes": 5000})  # the sample is a few of the files
+    table = _corpus(10)
+    (tmp_path / "one").mkdir()
+    prepare(table, tmp_path / "one", cfg)
+    src = _dataset(table, tmp_path / "in", 5)
+    largest = max(p.rows for p in datasets.read_manifest(src).parts)
+    reads = []
+    real = Part.read
+    monkeypatch.setattr(Part, "read", lambda self, cols=None: reads.append(r := real(self, cols)) or r)
+
+    def whole(*a, **k):
+        raise AssertionError("tokenize read a whole dataset")
+
+    monkeypatch.setattr(datasets, "read_dataset", whole)
+    monkeypatch.setattr("ray_tasks.tables.read_dataset", whole)
+    (tmp_path / "five").mkdir()
+    prepare(src, tmp_path / "five", cfg, tmp_path / "work")
+    assert reads and max(t.num_rows for t in reads) == largest < table.num_rows
+    assert _output_bytes(tmp_path / "one") == _output_bytes(tmp_path / "five")
+    # Resumed: every chunk from the work dir, the same bytes again.
+    (tmp_path / "again").mkdir()
+    stats = prepare(src, tmp_path / "again", cfg, tmp_path / "work")
+    assert stats["chunks_from_cache"] == len(list((tmp_path / "work" / "chunks").glob("*.json"))) >= 5
+    assert _output_bytes(tmp_path / "one") == _output_bytes(tmp_path / "again")
+
+
+def test_streamed_sample_is_the_sorted_prefix():
+    """The heap keeps exactly the files the whole sorted table would give the tokenizer."""
+    import hashlib
+
+    from ray_tasks.tokenize.inputs import input_parts
+    from ray_tasks.tokenize.scan import scan
+
+    rng = np.random.default_rng(1)
+    contents = ["x" * int(n) for n in rng.integers(0, 50, size=200)]
+    table = pa.table({"repo_name": [f"r{i // 7}" for i in range(200)], "content": contents,
+                      "sha256": [f"s{i % 150}" for i in range(200)]})  # repeated sha256: ties by row
+    for max_bytes in (1, 49, 300, 2000, 10**6):
+        keys = [hashlib.sha256(f"0:s{i % 150}".encode()).digest() for i in range(200)]
+        expect, used = [], 0
+        for i in sorted(range(200), key=keys.__getitem__):
+            expect.append(i)
+            used += len(contents[i])
+            if used >= max_bytes:
+                break
+        parts = [p for k in range(0, 200, 35) for p in input_parts(table.slice(k, 35))]
+        got = scan(parts, 0, max_bytes).sample
+        assert [35 * p + i for _, _, p, i in got] == expect, max_bytes
+
+
+def test_split_writer_writes_what_np_save_of_the_whole_arrays_writes(tmp_path):
+    import hashlib
+
+    from ray_tasks.tokenize.shards import write_split
+
+    rng = np.random.default_rng(0)
+    docs = [rng.integers(0, 4000, size=int(rng.integers(0, 300))) for _ in range(17)]
+    entry = write_split(tmp_path, "train", docs, 4096, {"stage1": 32, "stage2": 100}, 7)
+    stream = np.concatenate(docs).astype(np.uint16)
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    np.save(ref / "train.tokens.npy", stream)
+    np.save(ref / "train.docs.npy", np.concatenate([[0], np.cumsum([len(d) for d in docs])[:-1]]).astype(np.int64))
+    for stage, n in (("stage1", 32), ("stage2", 100)):
+        windows = stream[: stream.size // n * n].reshape(-1, n)
+        for k, start in enumerate(range(0, len(windows), 7)):
+            np.save(ref / f"train.{stage}.{k:05d}.npy", windows[start: start + 7])
+        assert entry["tail_tokens_dropped"][stage] == stream.size % n
+    assert entry["sha256"] == hashlib.sha256(stream.tobytes()).hexdigest()
+    assert {p.name: p.read_bytes() for p in ref.iterdir()} == \
+        {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+
+
+def test_a_repository_split_across_parts_is_a_clear_error(tmp_path):
+    import ray_tasks.datasets as datasets
+
+    table = _corpus(3)
+    infos = [datasets.write_part(tmp_path / "in", 0, table.slice(0, 4)), datasets.write_part(tmp_path / "in", 1, table.slice(4))]
+    datasets.write_manifest(tmp_path / "in", infos, table.schema)
+    with pytest.raises(ValueError, match="repository 'org/repo1' is in parts 0 and 1"):
+        prepare(tmp_path / "in", tmp_path, CFG)
