@@ -96,6 +96,12 @@ class StackV2Source(StageParams):
     """Longest wait between two tries."""
     timeout_s: float = Field(default=30.0, gt=0)
     """Connect and read timeout of one request (a timeout is retried)."""
+    fetch_failures: Literal["stop", "reject"] = "stop"
+    """A content still failing after ``max_attempts`` (throttling, 5xx, connection errors) or
+    refused (403): ``stop`` fails the stage with the error, and a re-run fetches what the cache
+    lacks; ``reject`` makes it a ``fetch_failed`` rejected row and the run completes without it
+    (DVC then sees nothing to redo: only a forced re-run asks again). Missing blobs, bad gzip and
+    undecodable contents are properties of the data: always rejected rows."""
     cache_dir: str | None = ".starflow/stack_v2"
     """Local content cache, one file per ``blob_id`` (the gzip as fetched, written atomically once
     it decompresses), reused across runs: a re-run fetches only what it has not got. Relative paths

@@ -31,10 +31,12 @@ How it runs:
 Every content that cannot be had becomes a rejected row of its own, named in ``reason`` and
 counted in ``stats.json: rejected_by_reason``: ``missing_blob`` (404, or a row without a
 ``blob_id``), ``bad_gzip`` (not a gzip stream, or truncated), ``undecodable`` (not valid in its
-``src_encoding``, or an encoding Python does not know), ``fetch_failed`` (throttling, 5xx or
-connection errors still failing after ``max_attempts``; 403 and other client errors at once),
-``too_large`` (the decompressed content reaches ``max_file_bytes`` though ``length_bytes`` said
-less). A row without ``src_encoding`` is handed over as bytes and decoded like any file (UTF-8,
+``src_encoding``, or an encoding Python does not know), ``too_large`` (the decompressed content
+reaches ``max_file_bytes`` though ``length_bytes`` said less). A fetch that still fails after
+``max_attempts`` (throttling, 5xx, connection errors; 403 and other client errors at once) is not
+a property of the data: by default (``fetch_failures: stop``) it fails the task and the stage, so
+a transient outage never becomes a hole in a versioned output; with ``reject`` it is a
+``fetch_failed`` row. A row without ``src_encoding`` is handed over as bytes and decoded like any file (UTF-8,
 else a detected encoding).
 
 Why retries are ours, not botocore's (its retries are switched off): botocore retries a request
@@ -241,12 +243,13 @@ class BlobStore:
     timeout_s: float
     cache_dir: str | None
     """Absolute path of the content cache (resolved in the driver), or None."""
+    fetch_failures: str = "stop"
 
     @classmethod
     def from_params(cls, spec: StackV2Source, cache_dir: Path | None) -> "BlobStore":
         return cls(spec.bucket, spec.key_prefix, spec.endpoint_url, spec.region, spec.unsigned, spec.concurrency,
                    spec.max_attempts, spec.backoff_s, spec.backoff_max_s, spec.timeout_s,
-                   str(Path(cache_dir).absolute()) if cache_dir is not None else None)
+                   str(Path(cache_dir).absolute()) if cache_dir is not None else None, spec.fetch_failures)
 
     def url(self, blob_id: str) -> str:
         return f"s3://{self.bucket}/{self.key_prefix}{blob_id}"
@@ -255,7 +258,8 @@ class BlobStore:
     def fetch(self, rows: Iterable[RawFile], max_file_bytes: int) -> list[RawFile]:
         """The rows, in order, with their contents: ``text`` decoded with ``src_encoding`` (or
         ``data`` when the row has none), or a named ``error``. Rows that already have an error (too
-        large) are not fetched; the others are fetched ``concurrency`` at a time."""
+        large) are not fetched; the others are fetched ``concurrency`` at a time. ``FetchFailed``
+        when a fetch failed for good and ``fetch_failures`` is ``stop``."""
         rows = list(rows)
         todo = [i for i, r in enumerate(rows) if r.error is None and r.text is None and r.data is None]
         if not todo:
@@ -263,6 +267,11 @@ class BlobStore:
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(todo)), thread_name_prefix="stack-v2") as pool:
             for i, done in zip(todo, pool.map(lambda i: self.file(rows[i], max_file_bytes), todo)):
                 rows[i] = done
+        failed = [r for r in rows if (r.error or "").startswith("fetch_failed")]
+        if failed and self.fetch_failures == "stop":
+            raise FetchFailed(f"{len(failed)} of {len(todo)} contents of {failed[0].repo_name} could not be fetched "
+                              f"(ingest.sources: fetch_failures: stop); first: {failed[0].path}: "
+                              f"{failed[0].error.removeprefix('fetch_failed: ')}")
         return rows
 
     def file(self, row: RawFile, max_file_bytes: int) -> RawFile:
@@ -332,7 +341,7 @@ class BlobStore:
             except ClientError as exc:
                 code = str(exc.response.get("Error", {}).get("Code", ""))
                 status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-                last = f"{code or 'error'} (HTTP {status})"
+                last = f"{code} (HTTP {status})" if code and code != str(status) else f"HTTP {status}"
                 if status == 404 or code in MISSING_CODES:
                     raise MissingBlob(f"{self.url(blob_id)}: {last}") from None
                 if not (status >= 500 or status == 429 or code in THROTTLING_CODES):

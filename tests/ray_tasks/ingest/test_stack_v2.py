@@ -134,7 +134,8 @@ def test_throttling_dropped_connections_and_cut_bodies_are_retried(s3, tmp_path)
     s3.fail(f"content/{blob_id(1)}", times=1, kind="drop")  # connection closed without a response
     s3.fail(f"content/{blob_id(2)}", times=2, kind="truncate")  # headers, half the body, closed
     s3.fail(f"content/{blob_id(3)}", times=99, kind="500")  # never recovers
-    stats, out = _run(_params(ids, s3.proxy_url, tmp_path, max_attempts=4, cache_dir=None), tmp_path / "out")
+    cfg = _params(ids, s3.proxy_url, tmp_path, max_attempts=4, cache_dir=None, fetch_failures="reject")
+    stats, out = _run(cfg, tmp_path / "out")
     got = {r["path"]: r["content"] for r in out["files"].to_pylist()}
     assert got == {"/src/x.py": "def f():\n    return 1\n", "/src/latin.py": LATIN, "/doc/notes.py": UTF16}
     counts = [s3.count("GET", f"/{BUCKET}/content/{blob_id(i)}") for i in range(4)]
@@ -142,6 +143,9 @@ def test_throttling_dropped_connections_and_cut_bodies_are_retried(s3, tmp_path)
     (failed,) = out["rejected"].to_pylist()
     assert failed["reason"] == "fetch_failed" and "InternalError (HTTP 500) after 4 tries" in failed["detail"]
     assert stats["rejected_by_reason"] == {"fetch_failed": 1}
+    # By default a fetch that fails for good stops the stage (a transient outage is not a property of the data).
+    with pytest.raises(stack_v2.FetchFailed, match=rf"1 of 4 contents of a/lib .*/src/two_members.py: .*{blob_id(3)}: InternalError \(HTTP 500\) after 2 tries"):
+        _run(_params(ids, s3.proxy_url, tmp_path, max_attempts=2, cache_dir=None), tmp_path / "out2")
 
 
 def test_an_unreachable_endpoint_is_a_counted_failure_not_a_hang(s3, tmp_path):
@@ -151,7 +155,10 @@ def test_an_unreachable_endpoint_is_a_counted_failure_not_a_hang(s3, tmp_path):
         sock.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
     ids = _release(s3, tmp_path / "ids", files=FILES[:2])
-    stats, out = _run(_params(ids, closed, tmp_path, max_attempts=3, cache_dir=None), tmp_path / "out")
+    with pytest.raises(stack_v2.FetchFailed, match="2 of 2 contents of a/lib .*EndpointConnectionError.* after 3 tries"):
+        _run(_params(ids, closed, tmp_path, max_attempts=3, cache_dir=None), tmp_path / "out")
+    stats, out = _run(_params(ids, closed, tmp_path, max_attempts=3, cache_dir=None, fetch_failures="reject"),
+                      tmp_path / "out2")
     assert out["files"].num_rows == 0 and stats["rejected_by_reason"] == {"fetch_failed": 2}
     assert "EndpointConnectionError" in out["rejected"].column("detail")[0].as_py()
 
@@ -247,7 +254,7 @@ def test_decode_as_the_release_names_its_encodings():
 
 
 def test_retry_delays_grow_exponentially_and_are_capped():
-    store = stack_v2.BlobStore("b", "content/", None, "us-east-1", True, 4, 5, 0.5, 3.0, 5.0, None)
+    store = stack_v2.BlobStore("b", "content/", None, "us-east-1", True, 4, 5, 0.5, 3.0, 5.0, None, "stop")
     for retry, ceiling in [(0, 0.5), (1, 1.0), (2, 2.0), (3, 3.0), (9, 3.0)]:
         delays = [store.delay(retry) for _ in range(200)]
         assert 0 <= min(delays) and max(delays) <= ceiling and max(delays) > ceiling / 2
@@ -261,3 +268,14 @@ def test_fetches_overlap_up_to_concurrency_and_never_more(s3, tmp_path):
     _, out = _run(_params(ids, s3.proxy_url, tmp_path, concurrency=3, cache_dir=None), tmp_path / "out")
     assert out["files"].num_rows == 12 and s3.count("GET", f"/{BUCKET}/content/") == 12
     assert s3.max_in_flight == 3
+
+
+def test_a_refused_request_is_not_retried_and_stops_the_stage(s3, tmp_path):
+    s3.create_bucket("private")  # no public policy: unsigned requests are refused (403)
+    s3.put("private", f"content/{blob_id(0)}", gzip.compress(b"x = 1\n"))
+    ids = _release(s3, tmp_path / "ids", files=FILES[:1])
+    with pytest.raises(stack_v2.FetchFailed, match=r"s3://private/content/0+: (AccessDenied \()?HTTP 403\)?$"):
+        _run(_params(ids, s3.proxy_url, tmp_path, bucket="private"), tmp_path / "out")
+    assert s3.count("GET", f"/private/content/{blob_id(0)}") == 1
+    _, out = _run(_params(ids, s3.proxy_url, tmp_path, bucket="private", unsigned=False), tmp_path / "signed")
+    assert out["files"].column("content").to_pylist() == ["x = 1\n"]  # signed with the (test) credentials
