@@ -111,6 +111,12 @@ class S3Server:
             self.delay_s = 0.0
             self.in_flight = self.max_in_flight = 0
 
+    def reset_counts(self) -> None:
+        """Forget the counts (requests, most in flight), keep the buckets, faults and delay."""
+        with self._lock:
+            self.requests.clear()
+            self.max_in_flight = 0
+
     def stop(self) -> None:
         self._proxy.shutdown()
         self._proxy.server_close()

@@ -478,9 +478,15 @@ def parquet_repositories(files: Sequence[str | Path], columns: dict[str, str], m
                          size_hint=int(sizes[name]))
 
 
-def load_rows(repos: list[Repository]) -> list[Repository]:
+def load_rows(repos: list[Repository], max_file_bytes: int | None = None,
+              opt_out: Sequence[str] = ()) -> list[Repository]:
     """The same repositories with their rows in memory: each row group a Parquet repository names is
-    read once for the whole group of repositories, then dropped."""
+    read once for the whole group of repositories, then dropped.
+
+    stack_v2: given the stage's ``max_file_bytes`` (and ``opt_out``), the group's contents are
+    fetched here, all at once: ``concurrency`` requests in flight across its repositories, where
+    ``read_files`` alone fetches one repository at a time (few requests for small repositories).
+    Oversized files and opted-out repositories are still never fetched."""
     import pyarrow.compute as pc
 
     cache: dict[tuple[str, int], pa.Table] = {}
@@ -511,7 +517,23 @@ def load_rows(repos: list[Repository]) -> list[Repository]:
             loaded = table_repository(repo.name, spec.fmt, rows, spec.max_files)
         loaded.size_hint = repo.size_hint
         out.append(loaded)
+    if max_file_bytes is not None:
+        _fetch_group(out, max_file_bytes, opt_out)
     return out
+
+
+def _fetch_group(repos: list[Repository], max_file_bytes: int, opt_out: Sequence[str]) -> None:
+    """Fetch the contents of a group's stack_v2 repositories in one pool (see ``load_rows``)."""
+    from ray_tasks.ingest.stage import opted_out  # the stage's rule, defined once; imported at call time
+
+    wanted = [r for r in repos if r.blobs is not None and r.rows is not None and not opted_out(r.name, opt_out)]
+    for store in dict.fromkeys(r.blobs for r in wanted):
+        members = [r for r in wanted if r.blobs == store]
+        rows = [RawFile(row.repo_name, row.path, None, row.size, error="too_large", meta=row.meta)
+                if row.error is None and row.size >= max_file_bytes else row for r in members for row in r.rows]
+        fetched = iter(store.fetch(rows, max_file_bytes))
+        for repo in members:
+            repo.rows = [next(fetched) for _ in repo.rows]
 
 
 

@@ -22,11 +22,12 @@ How it runs:
   (``sources.parquet_repositories``), so groups are sized by the contents' bytes and nothing
   else is read;
 * the task that ingests a group reads its repositories' id rows (``sources.load_rows``, by row
-  group, only the columns used) and, as each repository's files are read
-  (``sources.read_files``), fetches their contents here: ``BlobStore.fetch``, ``concurrency``
-  requests in flight from a thread pool, retried with exponential back-off, through a local
-  content cache. Files at or over ``ingest.max_file_bytes`` (the row's ``length_bytes``) are never
-  fetched, nor are the files of opted-out repositories (the stage never reads them).
+  group, only the columns used) and fetches their contents here (``BlobStore.fetch``):
+  ``concurrency`` requests in flight from a thread pool, retried with exponential back-off,
+  through a local content cache. ``load_rows`` given the stage's size cap and opt-out list fetches
+  the whole group in one pool; otherwise ``sources.read_files`` fetches each repository's files as
+  it is read. Files at or over ``ingest.max_file_bytes`` (the row's ``length_bytes``) are never
+  fetched, nor are the files of opted-out repositories.
 
 Every content that cannot be had becomes a rejected row of its own, named in ``reason`` and
 counted in ``stats.json: rejected_by_reason``: ``missing_blob`` (404, or a row without a

@@ -279,3 +279,22 @@ def test_a_refused_request_is_not_retried_and_stops_the_stage(s3, tmp_path):
     assert s3.count("GET", f"/private/content/{blob_id(0)}") == 1
     _, out = _run(_params(ids, s3.proxy_url, tmp_path, bucket="private", unsigned=False), tmp_path / "signed")
     assert out["files"].column("content").to_pylist() == ["x = 1\n"]  # signed with the (test) credentials
+
+
+def test_a_group_of_small_repositories_is_fetched_in_one_pool(s3, tmp_path):
+    from ray_tasks.ingest.sources import load_rows
+    from ray_tasks.ingest.stage import ingest
+
+    small = [(f"o/r{i // 2:02d}", f"/m{i}.py", gzip.compress(f"n = {i}\n".encode()), "UTF-8", "permissive", [], "Python", 0)
+             for i in range(16)]  # eight repositories of two files
+    ids = _release(s3, tmp_path / "ids", files=small)
+    cfg = _params(ids, s3.proxy_url, tmp_path, concurrency=6, cache_dir=None).model_copy(update={"opt_out": ["o/r07"]})
+    s3.delay_s = 0.1  # each GET takes 0.1 s: requests that can overlap do
+    per_repository = ingest(list(repositories(cfg.sources)), cfg)  # read_files alone: a repository at a time
+    assert s3.max_in_flight == 2
+    s3.reset_counts()
+    prefetched = load_rows(list(repositories(cfg.sources)), cfg.max_file_bytes, cfg.opt_out)
+    assert s3.max_in_flight == 6 and s3.count("GET", f"/{BUCKET}/content/") == 14  # not the opted-out repository's
+    by_group = ingest(prefetched, cfg)
+    assert by_group[0].equals(per_repository[0]) and by_group[1].equals(per_repository[1])
+    assert s3.count("GET", f"/{BUCKET}/content/") == 14  # read_files found everything fetched
