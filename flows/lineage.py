@@ -125,9 +125,47 @@ class Lineage:
                                     "url": run_url(ui_url, r.info.experiment_id, r.info.run_id)}
                             for stage, r in self.runs.items()},
             "training_data": dict(sorted(self.runs["tokenize"].data.metrics.items())) if "tokenize" in self.runs else {},
+            "training": training_lineage(self.runs.get("train")),
+            "sources": sources_at(self.data.get(SOURCES_FILE)),
             "experiment": run.data.tags.get("starflow.experiment"),
             "restore": restore_steps(self.data, commit, run.data.tags.get("starflow.experiment")),
         }
+
+
+SOURCES_FILE = "data/sources.json"
+"""The sources' fingerprint ingest consumed (``flows/sources.py``): a data version like the others."""
+
+
+def training_lineage(train: Run | None) -> dict[str, Any] | None:
+    """What the train run started from and trained on (its ``starflow.*`` tags, models/ + flows/train.py):
+    ``init_from`` (``scratch`` or ``NAME/VERSION``), ``data_version`` (the md5 of the shards) and,
+    for continued training, the ``parent`` model version, its runs and the data it was trained on."""
+    if train is None:
+        return None
+    tags = train.data.tags
+    out = {key: tags[f"starflow.{key}"] for key in ("init_from", "data_version", "init_fallback")
+           if f"starflow.{key}" in tags}
+    parent = {k.removeprefix("starflow.parent."): v for k, v in sorted(tags.items()) if k.startswith("starflow.parent.")}
+    return {**out, "parent": parent} if parent else out
+
+
+def sources_at(md5: str | None) -> list[dict[str, Any]]:
+    """Each source as that fingerprint saw it (git head commits, file counts), read from the DVC
+    cache by its md5; empty when there is none or the cache lacks it."""
+    if not md5 or not Path("dvc.yaml").exists():
+        return []
+    import json
+
+    from ray_tasks.ingest.fingerprint import label
+
+    try:
+        cached = dvc_dag.cached_file(md5)
+    except Exception:  # noqa: BLE001  (no DVC repository here: the lineage stands without it)
+        return []
+    if cached is None:
+        return []
+    return [{"source": label(e), "digest": e["digest"], **e["state"]}
+            for e in json.loads(cached.read_text()).get("sources", [])]
 
 
 def lineage(client: MlflowClient, target: Target) -> Lineage:

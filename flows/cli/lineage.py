@@ -93,6 +93,19 @@ def lineage_text(found: dict[str, Any], changed: dict[str, str]) -> str:
     lines += ["", f"[bold]params[/bold] ({len(changed)} differ from the defaults of {len(found['params'])}; "
               "--json lists all)"]
     lines += [f"  {k} = {v}" for k, v in changed.items()]
+    if training := found.get("training"):
+        lines += ["", "[bold]trained from[/bold]", f"  {training.get('init_from', 'scratch')}"
+                  + (f"  (fell back: {training['init_fallback']})" if training.get("init_fallback") else "")]
+        lines += [f"  data version (tokenize shards) {training['data_version']}"] if training.get("data_version") else []
+        parent = training.get("parent") or {}
+        if parent:
+            lines += [f"  parent models:/{parent.get('model')}/{parent.get('version')}"
+                      + (f"@{parent['alias']}" if parent.get("alias") else "")
+                      + f"  run {parent.get('run_id')}  train run {parent.get('train_run_id')}",
+                      f"  parent's data version {parent.get('data_version')}"]
+    if found.get("sources"):
+        lines += ["", "[bold]sources (the fingerprint ingest consumed)[/bold]"]
+        lines += [f"  {s['source']}: " + _source_state(s) for s in found["sources"]]
     if found["training_data"]:
         lines += ["", "[bold]training data (tokenize run)[/bold]"]
         lines += [f"  {k} = {_fmt(v)}" for k, v in found["training_data"].items()]
@@ -148,3 +161,11 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
+
+
+def _source_state(source: dict[str, Any]) -> str:
+    if "heads" in source:
+        return ", ".join(f"{url} @ {head[:12]}" for url, head in source["heads"].items())
+    if "distributions" in source:
+        return f"{len(source['distributions'])} distributions"
+    return f"{source['files']} files, {source['bytes']} bytes"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -146,6 +147,57 @@ def test_compare_tables_and_lineage_text_format_what_they_are_given():
     assert steps[0].startswith("dvc exp apply exp-lr") and "data/train" in steps[1]
 
 
+def test_lineage_shows_the_parent_model_and_the_sources_of_a_continued_training(history, monkeypatch):
+    """The train run's continuation tags (flows/train.py) and the sources' fingerprint ingest consumed
+    (read from the DVC cache by its md5) are part of the lineage and of its text."""
+    monkeypatch.chdir(history["ws"])
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("lineage").experiment_id
+    tags = {"starflow.stage": "train", "starflow.init_from": "coder/1", "starflow.data_version": "d" * 32 + ".dir",
+            "starflow.parent.model": "coder", "starflow.parent.version": "1", "starflow.parent.alias": "champion",
+            "starflow.parent.run_id": "e" * 32, "starflow.parent.train_run_id": "f" * 32,
+            "starflow.parent.data_version": "a" * 32 + ".dir"}
+    run = client.get_run(client.create_run(experiment, tags=tags).info.run_id)
+    training = lineage.training_lineage(run)
+    assert training == {"init_from": "coder/1", "data_version": "d" * 32 + ".dir",
+                        "parent": {"model": "coder", "version": "1", "alias": "champion", "run_id": "e" * 32,
+                                   "train_run_id": "f" * 32, "data_version": "a" * 32 + ".dir"}}
+    scratch = client.get_run(client.create_run(experiment, tags={"starflow.init_from": "scratch"}).info.run_id)
+    assert lineage.training_lineage(scratch) == {"init_from": "scratch"} and lineage.training_lineage(None) is None
+
+    source = {"source": "git /srv/app.git", "digest": "9" * 64, "heads": {"/srv/app.git": "1234567890ab" + "c" * 28}}
+    found = {"model": None, "run_id": "r", "git_commit": None, "data": {}, "mlflow_runs": {}, "params": {},
+             "training_data": {}, "prefect_flow_run": {"id": None, "name": None, "url": None}, "restore": [],
+             "training": training, "sources": [source]}
+    out = lineage_text(found, {})
+    assert "parent models:/coder/1@champion" in out and "coder/1" in out
+    assert "git /srv/app.git: /srv/app.git @ 1234567890ab" in out
+
+
+@pytest.mark.slow
+def test_sources_at_reads_the_fingerprint_ingest_consumed_from_the_dvc_cache(tmp_path, monkeypatch):
+    # The fingerprint file as the sources stage leaves it (dvc commit: in the DVC cache), found by its md5.
+    from flows import dvc_dag
+    from flows.sources import check_sources
+    from tests.flows.test_fingerprint import make_upstream
+
+    bare, _ = make_upstream(tmp_path)
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    monkeypatch.chdir(ws)
+    subprocess.run(["git", "init", "-q"], check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], check=True)
+    sources = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["sources"]
+    (ws / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"sources": {**sources, "deps": []}}}))
+    check_sources(Params.model_validate({"ingest": {"sources": [{"kind": "git", "urls": [str(bare)]}]}}))
+    dvc_dag.commit("sources")
+    md5 = dvc_dag.locked("sources")["outs"][0]["md5"]
+    [source] = lineage.sources_at(md5)
+    written = json.loads((ws / "data" / "sources.json").read_text())
+    assert source["source"] == f"git {bare}" and source["digest"] == written["sources"][0]["digest"]
+    assert lineage.sources_at("0" * 32) == []
+
+
 def test_the_cli_reads_the_store_of_the_folder_it_runs_in(tmp_path, monkeypatch):
     """MLflow caches a store per URI string: a relative ``sqlite:///mlflow.db`` opened in one
     folder would still be that folder's after a chdir (how the suite's modules met another's runs)."""
@@ -216,6 +268,11 @@ def test_lineage_of_a_trained_model_matches_dvc_lock(tiny, monkeypatch, model):
         {k: tiny["lock"][k] for k in ("data/tokenize", "data/train")}
     assert {"ingest", "dedup", "curate", "tokenize", "train", "evaluate"} <= set(found["mlflow_runs"])
     assert found["training_data"] and found["params"]["train.max_steps"] == "30"
+    # Up to the sources: the fingerprint ingest consumed, as dvc.lock has it, read back from the DVC cache.
+    assert found["data"]["data/sources.json"] == tiny["lock"]["data/sources.json"]
+    assert sorted(s["source"] for s in found["sources"]) == ["directory corpus", "python_env 6 distributions"]
+    assert "sources (the fingerprint ingest consumed)" in out and "directory corpus: " in out
+    assert found["training"]["init_from"] == "scratch" and "trained from" in out
 
 
 @pytest.mark.slow

@@ -1,8 +1,9 @@
 """The whole DAG end to end in a fresh workspace: real Prefect, Ray, DeepSpeed, MLflow and DVC.
 
 One workspace walks through the acceptance story in order: a first `starflow run`
-executes every stage; a second runs none; a changed `train` param re-runs only
-train and evaluate; `dvc repro` drives the same stages through `starflow stage`.
+executes every stage; a second runs none and ends "nothing new"; a changed `train` param
+re-runs only train and evaluate; `dvc repro` drives the same stages through `starflow stage`.
+Every run fingerprints the sources first (the ``sources`` stage, always run, never counted).
 """
 
 from __future__ import annotations
@@ -59,8 +60,12 @@ def _sh(ws: Path, *cmd: str, timeout: int = 900, env: dict[str, str] | None = No
 
 
 def _run(ws: Path, *args: str) -> dict:
-    _sh(ws, "starflow", "run", *args)
-    return json.loads((ws / ".starflow" / "last_run.json").read_text())
+    out = _sh(ws, "starflow", "run", *args)
+    summary = json.loads((ws / ".starflow" / "last_run.json").read_text())
+    # The pipeline flow run's final state says what ran.
+    assert f"Finished in state Completed('{'ran ' + ', '.join(summary['ran']) if summary['ran'] else 'nothing new'}')" \
+        in out.stdout + out.stderr
+    return summary
 
 
 def _mlflow(ws: Path):
@@ -75,9 +80,13 @@ def test_first_run_executes_every_stage(workspace):
     summary = _run(workspace)
     assert summary["ran"] == STAGES and summary["skipped"] == []
     assert summary["dvc_pushed"] > 0 and any((workspace / ".dvc_remote").rglob("*"))
+    assert sorted(summary["sources"]["changed"]) == ["directory corpus: not fingerprinted before",
+                                                      "python_env 6 distributions: not fingerprinted before"]
 
     lock = yaml.safe_load((workspace / "dvc.lock").read_text())
-    assert list(lock["stages"]) == STAGES
+    assert list(lock["stages"]) == ["sources", *STAGES]
+    consumed = next(d for d in lock["stages"]["ingest"]["deps"] if d["path"] == "data/sources.json")
+    assert consumed["md5"] == lock["stages"]["sources"]["outs"][0]["md5"]
 
     metrics = {s: json.loads((workspace / "metrics" / f"{s}.json").read_text()) for s in STAGES}
     assert metrics["ingest"]["rejected_by_reason"] == {"binary": 1}  # latin1.py decodes with a detected encoding
@@ -109,6 +118,10 @@ def test_mlflow_has_parent_children_and_challenger(workspace):
     exp = parent.info.experiment_id
     children = client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert sorted(r.data.tags["starflow.stage"] for r in children) == sorted(STAGES)
+    # ingest's run records the sources' fingerprint it consumed: dvc.lock's md5 of data/sources.json.
+    ingest_run = next(r for r in children if r.data.tags["starflow.stage"] == "ingest")
+    lock = yaml.safe_load((workspace / "dvc.lock").read_text())
+    assert ingest_run.data.tags["dvc.dep.data/sources.json"] == lock["stages"]["sources"]["outs"][0]["md5"]
     train_run = next(r for r in children if r.data.tags["starflow.stage"] == "train")
     assert train_run.data.params["train.max_steps"] == "30"
     assert len(client.get_metric_history(train_run.info.run_id, "train_loss")) == 30 + 4  # stage 1 + stage 2
@@ -123,7 +136,7 @@ def test_mlflow_has_parent_children_and_challenger(workspace):
 
 def test_unchanged_rerun_executes_nothing(workspace):
     summary = _run(workspace)
-    assert summary["ran"] == [] and summary["skipped"] == STAGES
+    assert summary["ran"] == [] and summary["skipped"] == STAGES and summary["sources"]["changed"] == []
 
 
 def test_changed_train_params_rerun_only_train_and_evaluate(workspace):
@@ -150,7 +163,7 @@ def test_run_with_another_params_file_leaves_params_yaml_alone(workspace):
     assert (workspace / "params.yaml").read_text() == before and not (workspace / ".starflow" / "params.yaml.saved").exists()
     # params.yaml's own settings are now the change: evaluate (only) is stale again.
     stale = json.loads(_sh(workspace, "dvc", "status", "--json").stdout)
-    assert list(stale) == ["evaluate"]
+    assert list(stale) == ["sources", "evaluate"] and stale["sources"] == ["always changed"]
 
 
 def test_dvc_repro_drives_the_same_stages(workspace):
@@ -162,8 +175,8 @@ def test_dvc_repro_drives_the_same_stages(workspace):
     proc = _sh(workspace, "dvc", "repro", env={"STARFLOW_MLFLOW_PARENT_RUN_ID": parent})
     out = proc.stdout + proc.stderr
     assert "Running stage 'evaluate'" in out
-    assert "Running stage 'train'" not in out
-    assert "up to date" in _sh(workspace, "dvc", "status").stdout
+    assert "Running stage 'train'" not in out and "Running stage 'sources'" in out  # the check runs every time
+    assert json.loads(_sh(workspace, "dvc", "status", "--json").stdout) == {"sources": ["always changed"]}
     client = _mlflow(workspace)
     runs = client.search_runs([client.get_experiment_by_name("starflow").experiment_id],
                               "tags.`starflow.stage` = 'evaluate'")
