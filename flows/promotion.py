@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
+from mlflow.entities import RunTag
 from mlflow.exceptions import MlflowException
 
 from flows.tracking import artifact_key
@@ -145,8 +146,8 @@ def _record(client: MlflowClient, model_name: str, d: GateDecision, run_id: str 
         tags["promotion.scored_in_run"] = run_id
     for key, value in tags.items():
         client.set_model_version_tag(model_name, d.challenger_version, key, value)
-        if run_id:
-            client.set_tag(run_id, key, value)
+    if run_id:
+        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
     from prefect.artifacts import create_markdown_artifact
     from prefect.context import FlowRunContext
 

@@ -1,14 +1,20 @@
-"""The promotion gate on a real MLflow registry (SQLite in tmp) and a real Prefect artifact."""
+"""The promotion gate's registry side on a real MLflow registry (SQLite in tmp) and a real Prefect artifact.
+
+The scoring of both models in one run is tests/flows/test_gate_fair.py (real tiny models); here the
+registry moves: weights digests, reuse of a version, the alias, the recorded decision.
+"""
 
 from __future__ import annotations
 
+import json
 import re
 
 import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from flows.promotion import CHALLENGER, CHAMPION, mark_challenger, run_gate
+from flows.promotion import (CHALLENGER, CHAMPION, DIGEST_TAG, find_version, mark_challenger, register_or_reuse,
+                             run_gate, weights_digest)
 from ray_tasks.evaluate.params import GateParams
 
 
@@ -34,13 +40,23 @@ def registry(store, request):
     return client, exp, name
 
 
-def evaluated(client: MlflowClient, exp: str, name: str, stats: dict) -> tuple[str, str]:
-    """What the evaluate stage does before the gate: a run with metrics, a version, alias challenger."""
+def hf_folder(path, weights: bytes, config: str = '{"rope_theta": 10000}'):
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "model.safetensors").write_bytes(weights)
+    (path / "config.json").write_text(config)
+    (path / "tokenizer.json").write_text("{}")
+    return path
+
+
+def registered(client: MlflowClient, exp: str, name: str, model_dir) -> tuple[str, str]:
+    """A version of ``model_dir`` as the evaluate stage leaves it: from a run, digest tag, alias challenger."""
     with mlflow.start_run(experiment_id=exp) as run:
-        mlflow.log_metrics({"perplexity": stats["perplexity"], "humaneval.pass_1": stats["humaneval"]["pass@1"]})
-    version = client.create_model_version(name, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id).version
+        pass
+    version = str(client.create_model_version(name, source=f"runs:/{run.info.run_id}/model",
+                                              run_id=run.info.run_id).version)
+    client.set_model_version_tag(name, version, DIGEST_TAG, weights_digest(model_dir))
     mark_challenger(client, name, version, run.info.run_id)
-    return str(version), run.info.run_id
+    return version, run.info.run_id
 
 
 def alias(client: MlflowClient, model: str, name: str) -> str | None:
@@ -50,68 +66,86 @@ def alias(client: MlflowClient, model: str, name: str) -> str | None:
         return None
 
 
-def test_better_challenger_is_promoted_worse_one_is_not(registry):
+def test_weights_digest_follows_weights_and_config_only(tmp_path):
+    a = weights_digest(hf_folder(tmp_path / "a", b"\x00\x01" * 100))
+    assert weights_digest(hf_folder(tmp_path / "b", b"\x00\x01" * 100)) == a
+    (tmp_path / "b" / "tokenizer.json").write_text('{"other": 1}')  # not weights
+    assert weights_digest(tmp_path / "b") == a
+    assert weights_digest(hf_folder(tmp_path / "c", b"\x00\x02" * 100)) != a  # one byte of a tensor
+    assert weights_digest(hf_folder(tmp_path / "d", b"\x00\x01" * 100, '{"rope_theta": 100000}')) != a
+    (tmp_path / "e").mkdir()
+    with pytest.raises(FileNotFoundError, match="no weight files"):
+        weights_digest(tmp_path / "e")
+
+
+def test_same_weights_reuse_their_version(registry, tmp_path):
     client, exp, name = registry
-    gate = GateParams(metric="humaneval.pass@1", direction="higher", margin=0.05)
+    model = hf_folder(tmp_path / "m", b"weights-1")
+    v1, _ = registered(client, exp, name, model)
+    v2, _ = registered(client, exp, name, hf_folder(tmp_path / "n", b"weights-2"))
+    assert find_version(client, name, weights_digest(model)) == v1
+    assert find_version(client, name, "0" * 64) is None
+    with mlflow.start_run(experiment_id=exp) as run:
+        version, reused = register_or_reuse(client, name, str(model), run.info.run_id)
+    assert (version, reused) == (v1, True) and alias(client, name, CHALLENGER) == v1
+    assert len(client.search_model_versions(f"name = '{name}'")) == 2  # nothing new was registered
+    assert client.get_model_version(name, v1).tags["evaluate_run_id"] == run.info.run_id and v2 == "2"
 
-    v1, run1 = evaluated(client, exp, name, {"perplexity": 9.0, "humaneval": {"pass@1": 0.20}})
-    first = run_gate(client, name, v1, {"perplexity": 9.0, "humaneval": {"pass@1": 0.20}}, gate, run1)
-    assert first.promoted and first.reason == "no champion yet" and alias(client, name, CHAMPION) == v1
 
-    # Better, but not by more than the margin: the champion stays.
-    v2, run2 = evaluated(client, exp, name, {"perplexity": 8.0, "humaneval": {"pass@1": 0.24}})
-    close = run_gate(client, name, v2, {"perplexity": 8.0, "humaneval": {"pass@1": 0.24}}, gate, run2)
+def test_gate_moves_the_alias_and_records_both_scores_and_their_data(registry, tmp_path):
+    client, exp, name = registry
+    gate = GateParams(metric="frozen_sample.bits_per_byte", direction="lower", margin=0.01)
+    evidence = {"scored_in_run": "set below", "evaluation_data": {"path": "data/gate_sample.json", "md5": "f" * 32,
+                                                                  "version": 1}, "settings": {"sample": {"w": 64}}}
+
+    v1, run1 = registered(client, exp, name, hf_folder(tmp_path / "a", b"a"))
+    first = run_gate(client, name, v1, 2.0, None, None, gate, {**evidence, "scored_in_run": run1}, run1)
+    assert first.promoted and alias(client, name, CHAMPION) == v1
+
+    v2, run2 = registered(client, exp, name, hf_folder(tmp_path / "b", b"b"))
+    close = run_gate(client, name, v2, 1.995, v1, 2.0, gate, {**evidence, "scored_in_run": run2}, run2)
     assert not close.promoted and alias(client, name, CHAMPION) == v1 and alias(client, name, CHALLENGER) == v2
-    assert close.champion_score == pytest.approx(0.20) and close.challenger_score == pytest.approx(0.24)
+    tags = client.get_model_version(name, v2).tags
+    assert tags["promotion.decision"] == "rejected" and tags["promotion.champion_version"] == v1
+    assert float(tags["promotion.challenger_score"]) == 1.995 and float(tags["promotion.champion_score"]) == 2.0
+    assert tags["promotion.data_md5"] == "f" * 32 and tags["promotion.scored_in_run"] == run2
+    assert json.loads(tags["promotion.evidence"])["settings"] == {"sample": {"w": 64}}
+    run_tags = client.get_run(run2).data.tags
+    assert run_tags["promotion.decision"] == "rejected" and float(run_tags["promotion.champion_score"]) == 2.0
 
-    # Better by more than the margin: promoted.
-    v3, run3 = evaluated(client, exp, name, {"perplexity": 7.0, "humaneval": {"pass@1": 0.30}})
-    better = run_gate(client, name, v3, {"perplexity": 7.0, "humaneval": {"pass@1": 0.30}}, gate, run3)
-    assert better.promoted and better.champion_version == v1 and alias(client, name, CHAMPION) == v3
-
-    # Worse: not promoted; the decision and both scores are tags on the version and the run.
-    v4, run4 = evaluated(client, exp, name, {"perplexity": 6.0, "humaneval": {"pass@1": 0.10}})
-    worse = run_gate(client, name, v4, {"perplexity": 6.0, "humaneval": {"pass@1": 0.10}}, gate, run4)
-    assert not worse.promoted and alias(client, name, CHAMPION) == v3 and alias(client, name, CHALLENGER) == v4
-    tags = client.get_model_version(name, v4).tags
-    assert tags["promotion.decision"] == "rejected" and tags["promotion.champion_version"] == v3
-    assert float(tags["promotion.challenger_score"]) == 0.10 and float(tags["promotion.champion_score"]) == 0.30
-    run_tags = client.get_run(run4).data.tags
-    assert run_tags["promotion.decision"] == "rejected" and float(run_tags["promotion.champion_score"]) == 0.30
+    v3, run3 = registered(client, exp, name, hf_folder(tmp_path / "c", b"c"))
+    better = run_gate(client, name, v3, 1.9, v1, 2.0, gate, evidence, run3)
+    assert better.promoted and alias(client, name, CHAMPION) == v3
     assert client.get_model_version(name, v3).tags["promotion.decision"] == "promoted"
 
+    # The champion evaluated again (same weights, same version): unchanged, not promoted.
+    same = run_gate(client, name, v3, 1.9, v3, 1.9, gate, evidence, run3)
+    assert not same.promoted and same.outcome == "unchanged" and alias(client, name, CHAMPION) == v3
+    assert client.get_model_version(name, v3).tags["promotion.decision"] == "unchanged"
 
-@pytest.mark.slow
-def test_lower_is_better_and_changed_metric_falls_back_to_the_logged_run_metric(registry):
-    client, exp, name = registry
-    v1, run1 = evaluated(client, exp, name, {"perplexity": 9.0, "humaneval": {"pass@1": 0.0}})
-    run_gate(client, name, v1, {"perplexity": 9.0, "humaneval": {"pass@1": 0.0}},
-             GateParams(metric="humaneval.pass@1", direction="higher"), run1)
-    # The gate now uses perplexity: v1 has no gate.perplexity tag, its run's logged metric is used.
-    gate = GateParams(metric="perplexity", direction="lower", margin=0.5)
-    v2, run2 = evaluated(client, exp, name, {"perplexity": 8.7, "humaneval": {"pass@1": 0.0}})
-    d = run_gate(client, name, v2, {"perplexity": 8.7, "humaneval": {"pass@1": 0.0}}, gate, run2)
-    assert d.champion_score == 9.0 and not d.promoted and alias(client, name, CHAMPION) == v1
-    v3, run3 = evaluated(client, exp, name, {"perplexity": 8.0, "humaneval": {"pass@1": 0.0}})
-    assert run_gate(client, name, v3, {"perplexity": 8.0, "humaneval": {"pass@1": 0.0}}, gate, run3).promoted
-    assert alias(client, name, CHAMPION) == v3
+    # A champion that could not be scored is not replaced by an uncompared challenger.
+    v4, run4 = registered(client, exp, name, hf_folder(tmp_path / "d", b"d"))
+    blind = run_gate(client, name, v4, 0.5, v3, None, gate, evidence, run4, "its weights could not be loaded")
+    assert not blind.promoted and alias(client, name, CHAMPION) == v3 and "could not be loaded" in blind.reason
 
 
 @pytest.mark.slow
-def test_decision_is_a_prefect_artifact(registry, prefect_harness):
+def test_decision_is_a_prefect_artifact(registry, prefect_harness, tmp_path):
     from prefect import flow
     from prefect.artifacts import Artifact
 
     client, exp, name = registry
     gate = GateParams(metric="perplexity", direction="lower")
-    stats = [{"perplexity": 5.0, "humaneval": {"pass@1": 0.0}}, {"perplexity": 6.0, "humaneval": {"pass@1": 0.0}}]
+    evidence = {"evaluation_data": {"path": "data/tokenize", "md5": "abc.dir"}}
 
     @flow
-    def gate_flow(stats: dict) -> bool:
-        version, run_id = evaluated(client, exp, name, stats)
-        return run_gate(client, name, version, stats, gate, run_id).promoted
+    def gate_flow(weights: bytes, score: float, champion_score: float | None) -> bool:
+        version, run_id = registered(client, exp, name, hf_folder(tmp_path / weights.decode(), weights))
+        current = alias(client, name, CHAMPION)
+        return run_gate(client, name, version, score, current, champion_score, gate, evidence, run_id).promoted
 
-    assert gate_flow(stats[0]) is True
-    assert gate_flow(stats[1]) is False
+    assert gate_flow(b"one", 5.0, None) is True
+    assert gate_flow(b"two", 6.0, 5.0) is False
     artifact = Artifact.get("evaluate-promotion")
     assert "not promoted" in artifact.data and "| 6 |" in artifact.data and "| 5 |" in artifact.data
+    assert "abc.dir" in artifact.data and "same run" in artifact.data
