@@ -104,8 +104,10 @@ class StackV2Source(StageParams):
     undecodable contents are properties of the data: always rejected rows."""
     cache_dir: str | None = ".starflow/stack_v2"
     """Local content cache, one file per ``blob_id`` (the gzip as fetched, written atomically once
-    it decompresses), reused across runs: a re-run fetches only what it has not got. Relative paths
-    are taken from the workspace; on a cluster each node keeps its own. None: no cache."""
+    it decompresses), reused across runs: a re-run fetches only what it has not got. It keeps
+    every content fetched and is never pruned (about the compressed size of what was ingested).
+    Relative paths are taken from the workspace; on a cluster each node keeps its own (a shared
+    filesystem path makes it one). None: no cache."""
     max_files_per_repo: int | None = Field(default=None, ge=1)
     """Cap on files read per repository (None: all), in path order."""
 
