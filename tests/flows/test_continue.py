@@ -24,6 +24,7 @@ from mlflow import MlflowClient
 from flows import tracking
 from flows.train import CHAMPION, HF_ARTIFACT, download_version, resolve_parent, train_flow
 from models.continuation import RECORD_FILE, IncompatibleParent
+from models.params import TrainParams
 from ray_tasks.tokenize.tokenizer import save_hf_tokenizer, train_bpe
 from tests.flows.test_tracking import md5_dir, params_for, record
 from tests.models.helpers import write_test_shards
@@ -67,7 +68,8 @@ def registry(in_tmp, store, monkeypatch, request):
 
 
 def _with_train(params, **train):
-    return params.model_copy(update={"train": params.train.model_copy(update=train)})
+    """``params`` with these ``train`` fields (sections given as dicts replace the whole section)."""
+    return params.model_copy(update={"train": TrainParams.model_validate({**params.train.model_dump(), **train})})
 
 
 def _fake_export(root: Path) -> Path:
@@ -104,14 +106,18 @@ def test_a_version_is_downloaded_as_its_hf_export(registry, tmp_path):
 # --------------------------------------------------------------------------- the stage, for real
 def _write_data(out: Path, generations: int, tokenizer) -> None:
     """A learnable stream (a 30-token cycle in many phases) that grows at its end by ``ROWS``
-    sequences per generation: the shards of earlier generations stay byte-identical. The
-    validation stream is the same in every generation."""
+    sequences per generation, in shards of ``ROWS / 2`` rows (so 2 stage-1 shards and 1 stage-2
+    shard per generation): the shards of earlier generations stay byte-identical. The validation
+    stream is the same in every generation."""
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     cycle = np.tile(np.arange(100, 130), 10)
-    rows = np.stack([np.roll(cycle, i)[:SEQ] for i in range(generations * ROWS)]).astype(np.uint16)
-    val = np.stack([np.roll(cycle, i)[:SEQ] for i in range(7, 47)]).astype(np.uint16)
-    write_test_shards(out, rows.reshape(-1), val.reshape(-1), SEQ, 300, 2 * SEQ, shard_sequences=ROWS)
+
+    def rows(ids):  # each row its own: the cycle's phase, shifted by 30 token ids every 30 rows
+        return np.stack([np.roll(cycle, i)[:SEQ] + 30 * (i // 30) for i in ids]).astype(np.uint16)
+
+    rows, val = rows(range(generations * ROWS)), rows(range(7, 47))
+    write_test_shards(out, rows.reshape(-1), val.reshape(-1), SEQ, 300, 2 * SEQ, shard_sequences=ROWS // 2)
     save_hf_tokenizer(tokenizer, out / "tokenizer", SEQ)
 
 
@@ -143,9 +149,10 @@ def test_continuing_from_the_champion_on_grown_data(registry, prefect_harness):
     assert second["stage1"]["val_loss_before"] == pytest.approx(first["val_loss_after"], rel=1e-4)
     assert first["val_loss_before"] > math.log(300) - 0.5 > first["val_loss_after"] + 2.0
     assert second["stage1"]["steps"] == 6 and second["init"] == {"from": f"{model}/{version}"}
-    assert second["stage1"]["data_mix"] == {"new_shards": 2, "old_shards": 1, "new_sequences": 2 * ROWS,
+    assert second["stage1"]["data_mix"] == {"new_shards": 4, "old_shards": 2, "new_sequences": 2 * ROWS,
                                             "old_sequences": ROWS, "replay_fraction": 0.5}
-    assert second["stage2"]["data_mix"]["old_shards"] == 1 and second["stage2"]["data_mix"]["new_shards"] == 2
+    assert second["stage2"]["data_mix"] == {"new_shards": 2, "old_shards": 1, "new_sequences": ROWS,
+                                            "old_sequences": ROWS // 2, "replay_fraction": 0.5}
 
     # Lineage: the run's tags, its datasets, the record in the export (which the version copies).
     client = MlflowClient()
@@ -164,7 +171,7 @@ def test_continuing_from_the_champion_on_grown_data(registry, prefect_harness):
     child = json.loads(Path("data/train/model", RECORD_FILE).read_text())
     assert child["tags"] == {k: v for k, v in run.data.tags.items() if k in expected}
     assert child["parent"]["data_version"] == parent_record["data_version"] == md5_dir("gen1")
-    assert len(child["shards"]["stage1"]) == 3 and child["shards"]["stage1"][0] == parent_record["shards"]["stage1"][0]
+    assert len(child["shards"]["stage1"]) == 6 and child["shards"]["stage1"][:2] == parent_record["shards"]["stage1"]
     assert json.loads(Path("metrics/train.json").read_text())["init"]["from"] == f"{model}/{version}"
 
     # Another tokenizer: refused before anything trains, saying that it means training from scratch.
