@@ -39,12 +39,12 @@ import pyarrow as pa
 
 from ray_tasks.datasets import open_part, resolve
 from ray_tasks.ingest.params import DirectorySource, GitSource, PythonEnvSource, Source, StackV2Source
-
-if TYPE_CHECKING:
-    from ray_tasks.ingest.stack_v2 import BlobStore
 from ray_tasks.ingest.licenses import (
     RepoLicenses, is_license_file, licenses_from_metadata, licenses_from_text, scan_repository, spdx_from_expression,
 )
+
+if TYPE_CHECKING:
+    from ray_tasks.ingest.stack_v2 import BlobStore
 
 SKIP_DIRS = {".git", ".hg", ".svn", "__pycache__", ".venv", "node_modules", ".tox", ".mypy_cache"}
 
@@ -122,8 +122,7 @@ class Repository:
 def read_files(repo: Repository, max_file_bytes: int) -> Iterator[RawFile]:
     """A repository's files; oversized files are not read into memory."""
     if repo.rows is not None:
-        rows = [RawFile(row.repo_name, row.path, None, row.size, error="too_large", meta=row.meta)
-                if row.error is None and row.size >= max_file_bytes else row for row in repo.rows]
+        rows = _capped(repo.rows, max_file_bytes)
         if repo.blobs is not None:  # stack_v2: contents fetched now, in the worker, never for oversized rows
             rows = repo.blobs.fetch(rows, max_file_bytes)
         yield from rows
@@ -138,6 +137,12 @@ def read_files(repo: Repository, max_file_bytes: int) -> Iterator[RawFile]:
             yield RawFile(repo.name, rel, abs_path.read_bytes(), size)
         except OSError as exc:
             yield RawFile(repo.name, rel, None, 0, error=f"unreadable: {exc.strerror or exc}")
+
+
+def _capped(rows: list[RawFile], max_file_bytes: int) -> list[RawFile]:
+    """Rows at or over the size cap as ``too_large`` (their content, if any, is not looked at)."""
+    return [RawFile(row.repo_name, row.path, None, row.size, error="too_large", meta=row.meta)
+            if row.error is None and row.size >= max_file_bytes else row for row in rows]
 
 
 def _read_text(root: Path):
@@ -489,6 +494,8 @@ def load_rows(repos: list[Repository], max_file_bytes: int | None = None,
     Oversized files and opted-out repositories are still never fetched."""
     import pyarrow.compute as pc
 
+    from ray_tasks.ingest import stack_v2  # imported here: stack_v2 builds on this module
+
     cache: dict[tuple[str, int], pa.Table] = {}
     opened: dict[str, Any] = {}
     out = []
@@ -497,8 +504,6 @@ def load_rows(repos: list[Repository], max_file_bytes: int | None = None,
         if spec is None or repo.rows is not None:
             out.append(repo)
             continue
-        if spec.blobs is not None:  # imported here: stack_v2 builds on this module
-            from ray_tasks.ingest import stack_v2
         rows: list[RawFile] = []
         for f, rg in spec.parts:
             if (f, rg) not in cache:
@@ -529,12 +534,10 @@ def _fetch_group(repos: list[Repository], max_file_bytes: int, opt_out: Sequence
     wanted = [r for r in repos if r.blobs is not None and r.rows is not None and not opted_out(r.name, opt_out)]
     for store in dict.fromkeys(r.blobs for r in wanted):
         members = [r for r in wanted if r.blobs == store]
-        rows = [RawFile(row.repo_name, row.path, None, row.size, error="too_large", meta=row.meta)
-                if row.error is None and row.size >= max_file_bytes else row for r in members for row in r.rows]
+        rows = _capped([row for r in members for row in r.rows], max_file_bytes)
         fetched = iter(store.fetch(rows, max_file_bytes))
         for repo in members:
             repo.rows = [next(fetched) for _ in repo.rows]
-
 
 
 def _raw_rows(table: pa.Table) -> Iterator[RawFile]:
