@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -116,6 +117,12 @@ def test_stack_v2_id_files_and_a_parquet_source_read_from_s3(s3, tmp_path):
     cfg = IngestParams.model_validate({"sources": [{"kind": "parquet", "path": "s3://ids/content-rows/"}]})
     files, _ = ingest(list(repositories(cfg.sources)), cfg)
     assert files.column("content").to_pylist() == _rows(0, 12).column("content").to_pylist()
+    # And JSONL, compressed or not, by its name.
+    lines = "\n".join(json.dumps(r) for r in _rows(0, 12).to_pylist()).encode()
+    s3.put("ids", "jsonl/a.jsonl.gz", gzip.compress(lines))
+    cfg = IngestParams.model_validate({"sources": [{"kind": "jsonl", "path": "s3://ids/jsonl/"}]})
+    by_jsonl, _ = ingest(list(repositories(cfg.sources)), cfg)
+    assert by_jsonl.drop_columns("source").equals(files.drop_columns("source"))
 
 
 def _parquet_bytes(table: pa.Table, tmp_path) -> bytes:
