@@ -15,7 +15,7 @@ from models.data import ShardedArray, TokenShards, mixed_batch, random_batch
 from models.params import ModelShape, TrainParams
 from models.presets import starcoder2_config
 from models.run import Parent, stage_runs
-from ray_tasks.tokenize.tokenizer import save_hf_tokenizer, train_bpe
+from ray_tasks.tokenize.tokenizer import load_tokenizer, save_hf_tokenizer, train_bpe
 from tests.models.helpers import write_test_shards
 
 SHAPE = ModelShape(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
@@ -122,6 +122,11 @@ def test_a_new_tokenizer_means_training_from_scratch(tmp_path):
     assert tokenizer_digest(other / "tokenizer" / "tokenizer.json") != tokenizer_digest(parent / "tokenizer.json")
     with pytest.raises(IncompatibleParent, match=r"coder v1.*tokenizer.*training from scratch \(train.init_from: scratch\)"):
         check_compatible(parent, other, SHAPE, "coder v1")
+    # The way to keep it: tokenize with the parent's folder as tokenize.tokenizer_path, which the
+    # tokenize stage loads and saves again (load_tokenizer, save_hf_tokenizer).
+    shutil.rmtree(other / "tokenizer")
+    save_hf_tokenizer(load_tokenizer(parent), other / "tokenizer", SEQ)
+    check_compatible(parent, other, SHAPE, "coder v1")
     # The digest is the tokenizer's content: the same file re-formatted is the same tokenizer.
     tok = parent / "tokenizer.json"
     tok.write_text(json.dumps(json.loads(tok.read_text()), indent=4))
