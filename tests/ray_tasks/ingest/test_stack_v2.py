@@ -298,3 +298,12 @@ def test_a_group_of_small_repositories_is_fetched_in_one_pool(s3, tmp_path):
     by_group = ingest(prefetched, cfg)
     assert by_group[0].equals(per_repository[0]) and by_group[1].equals(per_repository[1])
     assert s3.count("GET", f"/{BUCKET}/content/") == 14  # read_files found everything fetched
+
+
+def test_without_an_endpoint_the_environments_is_used_as_boto3_does(s3, tmp_path):
+    ids = _release(s3, tmp_path / "ids", files=FILES[:1])
+    cfg = IngestParams.model_validate({"sources": [{"kind": "stack_v2", "path": str(ids), "cache_dir": None}]})
+    assert cfg.sources[0].endpoint_url is None and cfg.sources[0].bucket == BUCKET  # the real bucket's name
+    _, out = _run(cfg, tmp_path / "out")  # AWS_ENDPOINT_URL (the fixture's) is moto itself, not the proxy
+    assert out["files"].column("content").to_pylist() == ["def f():\n    return 1\n"]
+    assert s3.count("GET", "/") == 0
