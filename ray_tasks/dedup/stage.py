@@ -158,8 +158,10 @@ def repo_trees(prio: pa.Table, hashes: pa.Array) -> dict[str, str]:
 
 def _repo_priority(prio: pa.Table) -> pa.Table:
     """One priority row per repository: its best license class, most stars/forks, latest dates."""
-    g = prio.group_by("repo_name").aggregate([("lic", "min"), ("stars", "max"), ("forks", "max"),
-                                              ("revision", "max"), ("visit", "max")])
+    # One thread: groups come out in first-seen order (threaded, Arrow's order varies run to run,
+    # and the index's repos table with it; found comparing a two-node Ray run with a local one).
+    g = prio.group_by("repo_name", use_threads=False).aggregate([("lic", "min"), ("stars", "max"), ("forks", "max"),
+                                                                ("revision", "max"), ("visit", "max")])
     return pa.table({
         "lic": g.column("lic_min").cast(pa.int8()), "stars": g.column("stars_max"), "forks": g.column("forks_max"),
         "revision": g.column("revision_max"), "visit": g.column("visit_max"), "repo_name": g.column("repo_name"),
