@@ -25,7 +25,8 @@ def curate_flow(params: Params, parent_run_id: str | None = None) -> dict:
     log = get_run_logger()
     with tracking.stage_run("curate", params, parent_run_id):
         src = stage_dir("dedup") / FILES
-        n_bytes = input_bytes(src)
+        # The input's size only matters to `auto` (a column of every part read for it).
+        n_bytes = input_bytes(src) if params.ray.executor == "auto" else 0
         with executor_session(params.ray, n_bytes) as use_ray:
             log.info("curate: %.1f MB of files, %s", n_bytes / 2**20, "on Ray" if use_ray else "in this process")
             with AtomicDir(stage_dir("curate")) as folder:
