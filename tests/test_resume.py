@@ -72,6 +72,7 @@ def _env(ws: Path) -> dict[str, str]:
     env["PATH"] = f"{BIN}:{env['PATH']}"
     env["PREFECT_HOME"] = str(ws / ".prefect-home")
     env["STARFLOW_NO_SERVERS"] = "1"
+    env["PYTHONUNBUFFERED"] = "1"  # a killed process's log is read: nothing may wait in a buffer
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("STARFLOW_MLFLOW_PARENT_RUN_ID", None)
     return env
@@ -92,7 +93,7 @@ def _stage(ws: Path, *names: str) -> str:
 
 
 def _start(ws: Path, *names: str) -> subprocess.Popen:
-    log = open(ws / f"killed-{'-'.join(names)}.log", "w")
+    log = open(ws / f"killed-{'-'.join(names)}.log", "w")  # (B's uninterrupted run logs here too)
     return subprocess.Popen([str(BIN / "starflow"), "stage", *names], cwd=ws, env=_env(ws), stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)  # its own group: Prefect's server too
 
@@ -111,7 +112,9 @@ def _kill_when(proc: subprocess.Popen, ready, timeout: float = 300) -> None:
 
 def _finished_groups(ws: Path) -> list[Path]:
     work = ws / ".starflow" / "work" / "ingest"
-    return [d for d in work.iterdir() if (d / "part.json").is_file()] if work.is_dir() else []
+    # a group's folder is complete once renamed from its ".<key>.*.tmp" name
+    return [d for d in work.iterdir() if not d.name.startswith(".") and (d / "part.json").is_file()] \
+        if work.is_dir() else []
 
 
 def _tree(folder: Path) -> dict[str, bytes]:
@@ -121,6 +124,7 @@ def _tree(folder: Path) -> dict[str, bytes]:
 def test_killed_ingest_and_dedup_resume_to_the_uninterrupted_outputs(tmp_path):
     a = _workspace(tmp_path / "a", fifo=True)
     b = _workspace(tmp_path / "b", fifo=False)
+    uninterrupted = _start(b, "ingest", "dedup")  # B runs meanwhile
 
     # A: ingest killed while blocked in the fourth group, the first three finished
     proc = _start(a, "ingest")
@@ -132,22 +136,22 @@ def test_killed_ingest_and_dedup_resume_to_the_uninterrupted_outputs(tmp_path):
     block.unlink()
     block.write_text(_block_text())
 
-    log = _stage(a, "ingest")
-    assert f"ingest: {N_REPOS} groups, {BLOCKED_REPO} reused" in log
-    assert not list((a / "data").glob(".ingest.*.tmp"))  # the stale half-output was removed
-
-    # A: dedup killed while its output (and LSH index) is being built
-    proc = _start(a, "dedup")
+    # A: ingest resumes (the three finished groups reused) and completes; dedup is killed while
+    # its output (and LSH index) is being built
+    proc = _start(a, "ingest", "dedup")
     _kill_when(proc, lambda: any((a / "data").glob(".dedup.*.tmp")))
+    log = (a / "killed-ingest-dedup.log").read_text()
+    assert f"ingest: {N_REPOS} groups, {BLOCKED_REPO} reused" in log, [ln for ln in log.splitlines() if "ingest" in ln]
+    assert (a / "data" / "ingest" / "files" / "_manifest.json").is_file()
+    assert not list((a / "data").glob(".ingest.*.tmp"))  # the stale half-output was removed
     assert not (a / "data" / "dedup").exists()
 
-    # A: both again, in one process: ingest reuses every group, dedup computes from scratch
+    # A: both again: ingest reuses every group (no work), dedup computes from scratch
     log = _stage(a, "ingest", "dedup")
     assert f"ingest: {N_REPOS} groups, {N_REPOS} reused from .starflow/work/ingest, 0 to compute" in log
+    assert not list((a / "data").glob(".dedup.*.tmp"))
 
-    # B: uninterrupted
-    _stage(b, "ingest", "dedup")
-
+    assert uninterrupted.wait(timeout=600) == 0, (b / "killed-ingest-dedup.log").read_text()[-4000:]
     for stage in ("ingest", "dedup"):
         got, want = _tree(a / "data" / stage), _tree(b / "data" / stage)
         assert sorted(got) == sorted(want)
