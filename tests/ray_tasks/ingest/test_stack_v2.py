@@ -148,7 +148,7 @@ def test_throttling_dropped_connections_and_cut_bodies_are_retried(s3, tmp_path)
         _run(_params(ids, s3.proxy_url, tmp_path, max_attempts=2, cache_dir=None), tmp_path / "out2")
 
 
-def test_an_unreachable_endpoint_is_a_counted_failure_not_a_hang(s3, tmp_path):
+def test_an_unreachable_endpoint_stops_the_stage_or_is_counted_never_hangs(s3, tmp_path):
     import socket
 
     with socket.socket() as sock:  # a port nothing listens on
