@@ -186,8 +186,12 @@ def resolve_parent(params: Params, log) -> tuple[RegisteredParent | None, str | 
 
 def download_version(name: str, version: str, root: Path) -> Path:
     """The HF export of a registered version, in ``root/NAME-vVERSION`` (downloaded once: a version's
-    artifacts never change; a download is renamed into place only when complete)."""
+    artifacts never change; a download is renamed into place only when complete). Other versions'
+    copies are removed, so the folder holds one model however many versions continue."""
     dest = root / f"{name}-v{version}"
+    for other in root.glob(f"{name}-v*"):
+        if other != dest and other.is_dir():
+            shutil.rmtree(other)
     if (dest / "config.json").exists():
         return dest
     root.mkdir(parents=True, exist_ok=True)

@@ -74,7 +74,7 @@ def _with_train(params, **train):
 
 def _fake_export(root: Path) -> Path:
     hf = root / "hf"
-    hf.mkdir()
+    hf.mkdir(parents=True)
     (hf / "config.json").write_text("{}")
     (hf / RECORD_FILE).write_text(json.dumps({"format": "starflow-training-data/1", "run_id": "abc"}))
     return hf
@@ -101,6 +101,8 @@ def test_a_version_is_downloaded_as_its_hf_export(registry, tmp_path):
     assert reason is None and (parent.version, parent.alias, parent.record["run_id"]) == (version, CHAMPION, "abc")
     assert (parent.model_dir / "config.json").read_text() == "{}" and parent.model_id.startswith("m-")
     assert download_version(model, version, parent.model_dir.parent) == parent.model_dir  # once per version
+    newer = _register(_fake_export(tmp_path / "v2"), registry)
+    assert download_version(model, newer, parent.model_dir.parent).exists() and not parent.model_dir.exists()
 
 
 # --------------------------------------------------------------------------- the stage, for real
