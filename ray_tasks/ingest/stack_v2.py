@@ -37,8 +37,8 @@ reaches ``max_file_bytes`` though ``length_bytes`` said less). A fetch that stil
 ``max_attempts`` (throttling, 5xx, connection errors; 403 and other client errors at once) is not
 a property of the data: by default (``fetch_failures: stop``) it fails the task and the stage, so
 a transient outage never becomes a hole in a versioned output; with ``reject`` it is a
-``fetch_failed`` row. A row without ``src_encoding`` is handed over as bytes and decoded like any file (UTF-8,
-else a detected encoding).
+``fetch_failed`` row. A row without ``src_encoding`` is handed over as bytes and decoded like any
+file (UTF-8, else a detected encoding).
 
 Why retries are ours, not botocore's (its retries are switched off): botocore retries a request
 until its response headers arrive, but not an error while reading the body (a connection cut in
@@ -85,9 +85,10 @@ FILES = "files"
 READ_COLUMNS = ID_COLUMNS + tuple(c for c in STACK_META_COLUMNS if c not in ID_COLUMNS) + ("length_bytes",)
 """What the workers read of an id row (the release has 26 columns; the rest is not used by ingest)."""
 
-THROTTLING_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
+RETRYABLE_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
                               "TooManyRequests", "RequestTimeout", "RequestTimeoutException",
                               "InternalError", "ServiceUnavailable"})
+"""S3 error codes worth another try (besides any 5xx and 429): throttling and timeouts."""
 MISSING_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
 CACHEABLE_ID = re.compile(r"[0-9A-Fa-f]{8,128}")
 """A blob id that is safe as a file name (SWH's are 40 hex digits); others bypass the cache."""
@@ -345,7 +346,7 @@ class BlobStore:
                 last = f"{code} (HTTP {status})" if code and code != str(status) else f"HTTP {status}"
                 if status == 404 or code in MISSING_CODES:
                     raise MissingBlob(f"{self.url(blob_id)}: {last}") from None
-                if not (status >= 500 or status == 429 or code in THROTTLING_CODES):
+                if not (status >= 500 or status == 429 or code in RETRYABLE_CODES):
                     raise FetchFailed(f"{self.url(blob_id)}: {last}") from None
             except BotoCoreError as exc:  # connection refused/reset/closed, timeouts, a body cut short
                 last = f"{type(exc).__name__}: {exc}"

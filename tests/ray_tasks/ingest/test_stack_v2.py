@@ -118,8 +118,10 @@ def test_second_run_fetches_nothing_the_cache_has(s3, tmp_path):
     cached = sorted(p.name for p in (tmp_path / "cache").rglob("*") if p.is_file())
     # Only contents that decompressed are cached (a bad gzip or a missing blob is asked again next run).
     assert cached == sorted(blob_id(i) for i, f in enumerate(FILES) if f[1] not in ("/missing.js", "/broken.js", "/cut.js", "/huge.json"))
+    hits = stack_v2.COUNTS["cache_hits"]
     _, second = _run(cfg, tmp_path / "two")
     assert s3.count("GET", f"/{BUCKET}/content/") - fetched == 3  # the three failures only
+    assert stack_v2.COUNTS["cache_hits"] - hits == len(cached)
     assert second["files"].equals(first["files"]) and second["rejected"].equals(first["rejected"])
     # A damaged cache file fails its gzip check, is dropped and fetched again.
     (tmp_path / "cache" / blob_id(0)[:2] / blob_id(0)).write_bytes(b"garbage")
