@@ -130,3 +130,34 @@ def test_read_table_still_reads_a_single_file(tmp_path):
     assert not ds.is_dataset(tmp_path / "one.parquet")
     with pytest.raises(ValueError, match="missing required columns"):
         read_table(tmp_path / "one.parquet", required=["stars"])
+
+
+def test_row_groups_of_bounded_bytes_and_the_same_bytes_however_the_input_is_chunked(tmp_path):
+    table = _rows(0, 300)
+    info = ds.write_part(tmp_path / "a", 0, table, row_group_bytes=500)
+    pf = pq.ParquetFile(tmp_path / "a" / info.name)
+    sizes = [sum(len(c) for c in pf.read_row_group(i, columns=["content"]).column(0).to_pylist())
+             for i in range(pf.num_row_groups)]
+    longest = max(len(c) for c in table.column("content").to_pylist())
+    assert pf.num_row_groups > 5 and max(sizes) <= 500 + longest  # rows are never split
+    chunked = pa.concat_tables([table.slice(i, 7) for i in range(0, 300, 7)])
+    assert ds.write_part(tmp_path / "b", 0, chunked, row_group_bytes=500) == info
+
+
+def test_a_worker_streams_its_own_part_and_empty_parts_keep_alignment(tmp_path):
+    root = tmp_path / "d"
+    with ds.PartStream(root, 1, SCHEMA) as part:
+        part.write(_rows(0, 4))
+        part.write(_rows(4, 4))
+    with ds.PartStream(root, 0, SCHEMA) as empty:
+        pass
+    assert part.info.rows == 8 and empty.info.rows == 0
+    ds.write_manifest(root, [empty.info, part.info], SCHEMA)
+    assert pq.ParquetFile(root / part.info.name).metadata.num_row_groups == 2  # one row group per write
+    assert ds.read_dataset(root).equals(_rows(0, 8))
+    w = ds.PartWriter(tmp_path / "e", SCHEMA, part_bytes=None)
+    w.write(_rows(0, 2))
+    w.cut()
+    w.cut(keep_empty=True)
+    w.write(_rows(2, 2))
+    assert [p.rows for p in w.close().parts] == [2, 0, 2]

@@ -394,3 +394,34 @@ def test_kept_parts_written_on_ray_are_the_local_bytes(tmp_path, ray_session):
     write_kept_parts(result, tmp_path / "ray", use_ray=True)
     for name in ("part-00000.parquet", "part-00001.parquet", "_manifest.json"):
         assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes()
+
+
+@pytest.mark.parametrize("dies_in", ["write_state", "write_repos", "save_meta"])
+def test_an_update_killed_before_meta_json_leaves_the_index_as_it_was(tmp_path, monkeypatch, dies_in):
+    """An incremental batch interrupted anywhere before meta.json is rewritten (the segment
+    renamed, the new state written...) leaves the index as meta.json described it: the batch run
+    again gives what an uninterrupted update gives."""
+    from ray_tasks.dedup import index as ix
+
+    table = _corpus(120, seed=4)
+    half = table.num_rows // 2
+    clean = tmp_path / "clean"
+    run_dedup(table.slice(0, half), clean, CFG, name="old.parquet")
+    want = run_dedup(table.slice(half), clean, CFG, name="new.parquet")
+    killed = tmp_path / "killed"
+    run_dedup(table.slice(0, half), killed, CFG, name="old.parquet")
+
+    def die(*args, **kwargs):
+        raise KeyboardInterrupt("killed")
+
+    with monkeypatch.context() as m:
+        m.setattr(ix, dies_in, die)
+        with pytest.raises(KeyboardInterrupt):
+            run_dedup(table.slice(half), killed, CFG, name="new.parquet")
+    assert len(json.loads((killed / "meta.json").read_text())["segments"]) == 1
+    got = run_dedup(table.slice(half), killed, CFG, name="new.parquet")
+    _same_outputs(want, got, tmp_path)
+    assert got.superseded.equals(want.superseded)
+    for f in sorted(p.relative_to(clean) for p in clean.rglob("*") if p.is_file()):
+        assert (killed / f).read_bytes() == (clean / f).read_bytes(), f
+    assert sorted(p.relative_to(killed) for p in killed.rglob("*")) == sorted(p.relative_to(clean) for p in clean.rglob("*"))
