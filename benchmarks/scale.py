@@ -40,7 +40,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -68,11 +70,14 @@ def log(msg: str) -> None:
 class TreeSampler:
     """Samples a process and all its descendants: summed RSS/PSS/USS, CPU time per process."""
 
-    def __init__(self, pid: int, interval: float):
+    def __init__(self, pid: int, interval: float, pss_every: int = 5):
         import psutil
 
         self.root = psutil.Process(pid)
         self.interval = interval
+        self.pss_every = max(1, pss_every)
+        """PSS/USS (``memory_full_info``: the kernel's smaps_rollup) every this many samples: it costs
+        about ten times RSS per process; RSS, the acceptance figure, is read every sample."""
         self.cpu: dict[int, float] = {}
         self.peak_rss = self.peak_pss = self.peak_uss = 0
         self.peak_at = 0.0
@@ -99,15 +104,16 @@ class TreeSampler:
                 break
             rss = pss = uss = 0
             ray_up = False
+            full_now = self.samples % self.pss_every == 0
             for p in tree:
                 try:
                     with p.oneshot():
                         t = p.cpu_times()
                         self.cpu[p.pid] = t.user + t.system
-                        try:
-                            full = p.memory_full_info()  # smaps_rollup: cheap on this kernel
+                        if full_now:
+                            full = p.memory_full_info()
                             rss, pss, uss = rss + full.rss, pss + full.pss, uss + full.uss
-                        except (psutil.AccessDenied, AttributeError):
+                        else:
                             rss += p.memory_info().rss
                         ray_up = ray_up or p.name() == "raylet"
                 except psutil.Error:
@@ -116,12 +122,13 @@ class TreeSampler:
             cpu = sum(self.cpu.values())
             if rss > self.peak_rss:
                 self.peak_rss, self.peak_at = rss, now
-            self.peak_pss, self.peak_uss = max(self.peak_pss, pss), max(self.peak_uss, uss)
+            if full_now:
+                self.peak_pss, self.peak_uss = max(self.peak_pss, pss), max(self.peak_uss, uss)
             self.max_procs = max(self.max_procs, len(tree))
             if ray_up:
                 self.ray_first = self.ray_first or (now, cpu)
                 self.ray_last = (now, cpu)
-            if now - last_series >= 1.0:
+            if full_now and now - last_series >= 1.0:
                 self.series.append((round(now, 1), round(rss / 2**20, 1), round(pss / 2**20, 1), round(cpu, 2)))
                 last_series = now
             self.samples += 1
@@ -160,11 +167,24 @@ def kill_tree(pid: int) -> None:
             pass
 
 
+RUNNING: set[int] = set()
+"""Pids of the steps running now: killed with their trees if this benchmark is stopped."""
+
+
+def stop_steps(signum, frame) -> None:
+    """SIGTERM/SIGINT: end the running step's process tree (its Ray included), then exit cleanly
+    (workspaces removed, measurements so far kept in the results file)."""
+    for pid in list(RUNNING):
+        kill_tree(pid)
+    raise SystemExit(f"stopped by signal {signum}")
+
+
 def measure(cmd: list[str], cwd: Path, env: dict[str, str], log_path: Path, timeout: float, interval: float) -> dict:
     """Run ``cmd`` to completion, sampling its process tree; stdout+stderr go to ``log_path``."""
     t0 = time.perf_counter()
     with open(log_path, "w") as out:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+        RUNNING.add(proc.pid)
         sampler = TreeSampler(proc.pid, interval)
         try:
             rc = proc.wait(timeout=timeout)
@@ -172,6 +192,8 @@ def measure(cmd: list[str], cwd: Path, env: dict[str, str], log_path: Path, time
             kill_tree(proc.pid)
             rc = proc.wait()
             out.write(f"\n[scale.py] killed after {timeout:.0f} s\n")
+        finally:
+            RUNNING.discard(proc.pid)
     wall = time.perf_counter() - t0
     res = {"rc": rc, "wall_s": wall, **sampler.stop()}
     res["cpu_per_wall"] = res["cpu_s"] / max(wall, 1e-9)
@@ -210,6 +232,27 @@ def make_ws(ws: Path, params: dict, env: dict[str, str]) -> None:
 
     ws.mkdir(parents=True)
     make_workspace(ws, params, env)
+
+
+_PREFECT_LINE = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d{3}) \| \w+ +\| Flow run .* - (Beginning flow run|Finished in state)")
+
+
+def flow_seconds(log_text: str) -> float | None:
+    """The stage's flow run from Prefect's log lines ("Beginning flow run" to "Finished in state"):
+    the process wall without the interpreter's imports and Prefect's temporary server start."""
+    begin = end = None
+    for line in log_text.splitlines():
+        m = _PREFECT_LINE.match(line)
+        if m:
+            h, mi, sec, ms = map(int, m.groups()[:4])
+            t = h * 3600 + mi * 60 + sec + ms / 1000
+            if m.group(5).startswith("Beginning") and begin is None:
+                begin = t
+            elif m.group(5).startswith("Finished"):
+                end = t
+    if begin is None or end is None:
+        return None
+    return end - begin + (86400 if end < begin else 0)
 
 
 def read_metrics(ws: Path, stage: str) -> dict:
@@ -364,6 +407,7 @@ def run_size(k: int, args, work_root: Path, save) -> dict:
         r = measure([str(BIN / "starflow"), "stage", stage], ws, env, work / f"{stage}.log", args.stage_timeout,
                     args.sample_s)
         r["metrics"] = {key: v for key, v in read_metrics(ws, stage).items() if not isinstance(v, (dict, list))}
+        r["flow_s"] = flow_seconds((work / f"{stage}.log").read_text(errors="replace"))
         row["stages"][stage] = r
         save(row)
         if r["rc"] != 0:
@@ -406,7 +450,7 @@ def print_size(row: dict) -> None:
     c = row["corpus"]
     print(f"\n{row['size']}x: {c['mb']:.1f} MB of code, {c['repos']} repositories, {c['files']} files"
           f" ({c['synthetic_mb']:.1f} MB synthetic); by origin (MB): {c['by_origin_mb']}")
-    print(f"{'step':<11}{'wall s':>9}{'MB/s':>8}{'peak RSS MB':>13}{'PSS MB':>9}{'USS MB':>9}{'CPU s':>9}"
+    print(f"{'step':<11}{'wall s':>9}{'flow s':>8}{'MB/s':>8}{'peak RSS MB':>13}{'PSS MB':>9}{'USS MB':>9}{'CPU s':>9}"
           f"{'CPU/wall':>10}{'  Ray up':>9}  files in -> out")
     steps = [(s, r) for s, r in row["stages"].items()]
     if "datatrove" in row:
@@ -424,7 +468,8 @@ def print_size(row: dict) -> None:
                 "datatrove": (r.get("files"), (r.get("files") or 0) - (r.get("removed") or 0)),
                 "licenses": (r.get("repos"), r.get("agree"))}.get(name, ("", ""))
         ray = f"{r['cpu_per_wall_ray_up']:>9.2f}" if "cpu_per_wall_ray_up" in r else f"{'-':>9}"
-        print(f"{name:<11}{r['wall_s']:>9.1f}{stage_mb(row) / r['wall_s']:>8.2f}{r['peak_rss_mb']:>13.0f}"
+        flow_s = f"{r['flow_s']:>8.1f}" if r.get("flow_s") else f"{'-':>8}"
+        print(f"{name:<11}{r['wall_s']:>9.1f}{flow_s}{stage_mb(row) / r['wall_s']:>8.2f}{r['peak_rss_mb']:>13.0f}"
               f"{r['peak_pss_mb']:>9.0f}{r['peak_uss_mb']:>9.0f}{r['cpu_s']:>9.1f}{r['cpu_per_wall']:>10.2f}{ray}"
               f"  {flow[0]} -> {flow[1]}")
 
@@ -469,7 +514,10 @@ def criteria(rows: list[dict]) -> list[dict]:
         dt, dd = row.get("datatrove"), row["stages"].get("dedup")
         if dt and dt.get("rc") == 0 and dd and dd["rc"] == 0:
             x = dt["wall_s"] / dd["wall_s"]
-            inner = f"; datatrove's own clock {dt['in_process_s']:.0f} s" if dt.get("in_process_s") else ""
+            inner = ""
+            if dt.get("in_process_s") and dd.get("flow_s"):
+                inner = (f"; after start-up (datatrove's own clock {dt['in_process_s']:.0f} s, the dedup flow run "
+                         f"{dd['flow_s']:.0f} s): {dt['in_process_s'] / dd['flow_s']:.2f}x")
             add(f"dedup speed vs datatrove at {row['size']}x", round(x, 3), 5.0, x >= 5.0,
                 f"process wall {dt['wall_s']:.0f} s vs {dd['wall_s']:.0f} s (StarFlow's Ray start included){inner}")
     for row in (hi,):
@@ -511,6 +559,14 @@ def estimate(rows: list[dict], sizes_mb: list[float]) -> dict[str, float]:
             a, b = 0.0, float(y.mean() / x.mean())
         out[name] = sum(a + b * mb for mb in sizes_mb)
     return out
+
+
+def print_estimate(rows: list[dict]) -> None:
+    if not rows:
+        return
+    est = estimate(rows, [k * 120.0 for k in (1, 3, 10)])
+    print("Extrapolated (a line per step through the sizes measured) to the full run (1x, 3x, 10x of 120 MB): "
+          f"about {sum(est.values()) / 60:.0f} min (" + ", ".join(f"{k} {v / 60:.0f}" for k, v in est.items()) + " min)")
 
 
 def _steps(row: dict) -> list[tuple[str, dict]]:
@@ -561,6 +617,7 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the workspaces and logs")
     ap.add_argument("--no-history", action="store_true", help="do not append to benchmarks/scale.jsonl")
     ap.add_argument("--results", type=Path, default=RESULTS)
+    ap.add_argument("--report", type=Path, help="print the tables and checks of a saved results file, run nothing")
     # internal: the ScanCode-alone license check, in its own process
     ap.add_argument("--license-check", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--license-out", type=Path, help=argparse.SUPPRESS)
@@ -568,6 +625,13 @@ def main() -> None:
     args = ap.parse_args()
     if args.license_check:
         license_check(args.license_check, args.repos, args.license_out)
+        return
+    if args.report:
+        rows = json.loads(args.report.read_text())["rows"]
+        for row in rows:
+            print_size(row)
+        print_criteria(criteria(rows))
+        print_estimate(rows)
         return
     unknown = [s for s in args.stages if s not in STAGES]
     if unknown:
@@ -577,6 +641,8 @@ def main() -> None:
 
     from benchmarks import scale_corpus
 
+    signal.signal(signal.SIGTERM, stop_steps)
+    signal.signal(signal.SIGINT, stop_steps)
     log(f"sizes {args.sizes} x {args.base_mb:g} MB, executor {args.executor}, {args.workers} workers, "
         f"{os.cpu_count()} CPUs; corpus cache {scale_corpus.cache_dir()}")
     scale_corpus.ensure(max(args.sizes) * args.base_mb, log=log)  # built once, before any clock
@@ -598,12 +664,8 @@ def main() -> None:
         print_size(row)
     checks = criteria(rows)
     print_criteria(checks)
-    if rows:
-        full = [k * 120.0 for k in (1, 3, 10)]
-        est = estimate(rows, full)
-        print(f"\nTotal {total_s:.0f} s. Extrapolated (a line per step through the sizes measured) to the full run "
-              f"(1x, 3x, 10x of 120 MB): about {sum(est.values()) / 60:.0f} min ("
-              + ", ".join(f"{k} {v / 60:.0f}" for k, v in est.items()) + " min)")
+    print(f"\nTotal {total_s:.0f} s.")
+    print_estimate(rows)
     summary = summary_row(rows, checks, args, total_s)
     write_json_atomic({"args": vars(args), "rows": rows, "criteria": checks, "summary": summary}, args.results)
     print(f"results: {args.results}")
