@@ -20,7 +20,7 @@ from flows.config import Params
 from flows.workspace import stage_dir, work_dir
 from ray_tasks.executor import executor_session
 from ray_tasks.ingest.sources import SourceSkips, repositories
-from ray_tasks.ingest.stage import ingest_to
+from ray_tasks.ingest.stage import ingest_to, plan_groups
 from ray_tasks.progress import Progress, Snapshot
 from ray_tasks.tables import AtomicDir, write_json_atomic
 
@@ -36,11 +36,12 @@ def ingest_flow(params: Params, parent_run_id: str | None = None) -> dict:
         repos = list(repositories(cfg.sources, skips=skips))
         n_files, n_bytes = sum(len(r.files) for r in repos), sum(r.size_hint for r in repos)
         log.info("ingesting %d repositories, %d files, %.1f MB", len(repos), n_files, n_bytes / 1e6)
-        with executor_session(params.ray, n_bytes) as use_ray, AtomicDir(stage_dir("ingest")) as out, \
+        plan = plan_groups(repos, cfg, work_dir("ingest"))  # finished groups are not read again
+        with executor_session(params.ray, plan.todo_bytes) as use_ray, AtomicDir(stage_dir("ingest")) as out, \
                 Progress("ingest", files=n_files, bytes=n_bytes, repos=len(repos), hook=progress_artifact(),
                          logger=log) as progress:
             stats = ingest_to(out, repos, cfg, use_ray, source_skips=skips.files, progress=progress,
-                              work_dir=work_dir("ingest"), log=log)
+                              work_dir=work_dir("ingest"), log=log, plan=plan)
             write_json_atomic(stats, out / "stats.json")
         metrics = {k: v for k, v in stats.items() if k != "rejected_examples"}
         tracking.publish_metrics("ingest", metrics)

@@ -155,7 +155,8 @@ FILES_DIR = "files"
 
 def ingest_to(out_dir: Path, repositories: Sequence[Repository], cfg: IngestParams, use_ray: bool,
               source_skips: Iterable[RawFile] = (), progress: Progress | None = None,
-              work_dir: Path | None = None, log: logging.Logger | logging.LoggerAdapter | None = None) -> dict:
+              work_dir: Path | None = None, log: logging.Logger | logging.LoggerAdapter | None = None,
+              plan: "IngestPlan | None" = None) -> dict:
     """The stage: every repository ingested in groups of about ``cfg.batch_bytes`` (on Ray when
     ``use_ray``, at most ``cfg.max_in_flight`` at a time), each group's rows written as it arrives:
     part i of the ``files/`` dataset is group i's kept files; ``rejected.parquet`` and
@@ -165,13 +166,11 @@ def ingest_to(out_dir: Path, repositories: Sequence[Repository], cfg: IngestPara
     ``work_dir``: a ``GroupStore`` of finished groups that survives an interrupted run (kept
     outside the output, which appears only at the end): a group whose key (``groups.group_key``) is
     there is reused, not recomputed, so a killed run resumes where it stopped and a repeated run
-    recomputes nothing; outputs are byte-identical either way."""
+    recomputes nothing; outputs are byte-identical either way. ``plan``: ``plan_groups``'s, when the
+    caller needed it first (to size the executor on the bytes left to read)."""
     log = log or logging.getLogger(__name__)
-    repositories = list(repositories)
-    groups = group_by_bytes(repositories, [_read_bytes(r, cfg) for r in repositories], cfg.batch_bytes)
-    store = GroupStore(work_dir) if work_dir is not None else None
-    keys = [group_key(g, _group_settings(g, cfg)) for g in groups] if store is not None else [None] * len(groups)
-    todo = [i for i, k in enumerate(keys) if store is None or not store.has(k)]
+    plan = plan if plan is not None else plan_groups(repositories, cfg, work_dir)
+    groups, keys, todo, store = plan.groups, plan.keys, plan.todo, plan.store
     log.info("ingest: %d groups, %d reused from %s, %d to compute", len(groups), len(groups) - len(todo),
              work_dir, len(todo))
     computed = map_ordered(ingest_group, [groups[i] for i in todo], {"cfg": cfg}, use_ray=use_ray,
@@ -208,6 +207,32 @@ def ingest_to(out_dir: Path, repositories: Sequence[Repository], cfg: IngestPara
     if store is not None:
         store.keep_only(set(keys))
     return {**account.stats(), "rejected_examples": account.examples}
+
+
+@dataclass
+class IngestPlan:
+    """The groups of a run, their keys, and which must be computed (not in the work folder)."""
+
+    groups: list[list[Repository]]
+    keys: list[str | None]
+    todo: list[int]
+    store: "GroupStore | None"
+
+    @property
+    def todo_bytes(self) -> int:
+        """Bytes the groups left to compute will read: what the executor choice is made on."""
+        return sum(r.size_hint for i in self.todo for r in self.groups[i])
+
+
+def plan_groups(repositories: Sequence[Repository], cfg: IngestParams, work_dir: Path | None = None) -> IngestPlan:
+    """Repositories grouped by ``cfg.batch_bytes``, each group keyed (``groups.group_key``: a stat
+    of every file it reads) and looked up in the work folder's ``GroupStore``."""
+    repositories = list(repositories)
+    groups = group_by_bytes(repositories, [_read_bytes(r, cfg) for r in repositories], cfg.batch_bytes)
+    store = GroupStore(work_dir) if work_dir is not None else None
+    keys = [group_key(g, _group_settings(g, cfg)) for g in groups] if store is not None else [None] * len(groups)
+    todo = [i for i, k in enumerate(keys) if store is None or not store.has(k)]
+    return IngestPlan(groups, keys, todo, store)
 
 
 def _group_settings(group: Sequence[Repository], cfg: IngestParams) -> dict:
