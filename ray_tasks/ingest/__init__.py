@@ -7,10 +7,11 @@ a folder of repositories, git repositories, or Parquet/JSONL tables in The Stack
 
 Outputs in ``data/ingest/``:
 
-* ``files.parquet``: ``repo_name, path, content, length_bytes, sha256, src_encoding, source,
+* ``files/``: a partitioned dataset (``ray_tasks/datasets.py``: ``part-NNNNN.parquet`` files and
+  ``_manifest.json``), ``repo_name, path, content, length_bytes, sha256, src_encoding, source,
   license_type, detected_licenses, language, star_events_count, fork_events_count, revision_id,
   revision_date, visit_date`` (``stage.FILES_SCHEMA``), one row per kept file, repositories
-  in source order and files in path order.
+  in source order and files in path order; part i holds group i's whole repositories.
 * ``rejected.parquet``: ``stage, reason, repo_name, path, length_bytes, sha256, detail``
   (``ray_tasks.tables.REJECTED_SCHEMA``); ``reason`` is ``too_large``, ``binary``,
   ``undecodable``, ``unreadable``, ``opt_out``, ``no_content`` or ``unreadable_<format>``.
@@ -18,10 +19,13 @@ Outputs in ``data/ingest/``:
   license_files, files`` per repository (absent when there is none).
 * ``stats.json``: the metrics below plus ``rejected_examples``.
 
-Each output is one Parquet file written as results arrive, in row groups of at most
-``row_group_bytes`` of content (readers can read a row group at a time), rather than a folder
-of part files: the tables downstream stages read keep their one path, and an output that fits
-one row group (the default corpus) is byte-identical to writing the whole table at once.
+Outputs are written as results arrive, in row groups of about ``row_group_bytes`` of content
+(readers can read a row group at a time): each group's part atomically, the manifest last;
+``rejected.parquet`` and ``repos.parquet`` are single files streamed in group order. Finished
+groups are kept in a work folder (``stage.GroupStore``, ``.starflow/work/ingest`` in the flow) by
+key (``groups.group_key``: the repositories, a stat of every file they read, the settings and
+code that change their rows), so a killed run resumes and a repeated run reuses every group,
+with byte-identical outputs.
 
 Params: ``params.yaml: ingest``, ``IngestParams`` in ``params.py`` (sources, ``max_file_bytes``,
 ``opt_out``, and the memory knobs ``batch_bytes``, ``max_in_flight``, ``row_group_bytes``).
