@@ -26,8 +26,9 @@ Outputs in ``data/curate/``:
 Params: ``params.yaml: curate``, ``CurateParams`` in ``params.py`` (``quality``, ``pii``,
 ``malware``, ``decontamination`` sub-sections; ``max_in_flight`` bounds the parts in flight);
 where the parts run is ``params.yaml: ray`` (``ray_tasks/executor.py``), with identical outputs
-either way. Memory: a few parts, whatever the input's size; an interrupted run resumes from the
-parts it finished (``.starflow/curate``, ``parts.py``).
+either way. Memory: a row group and a batch per worker, whatever the size of the input or of
+its parts; an interrupted run resumes from the parts it finished (``.starflow/curate``,
+``parts.py``).
 
 Metrics (``metrics/curate.json``, ``stats.metrics``): ``files_in, bytes_in, files_kept,
 bytes_kept, files_rejected, bytes_rejected, kept_vendor_files, pii_email, pii_ip_address,

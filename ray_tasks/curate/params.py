@@ -138,10 +138,10 @@ class CurateParams(StageParams):
     batch_size: int = Field(default=512, gt=0)
     """Rows per Arrow batch the filters and the redaction run on, inside a part."""
     max_in_flight: int = Field(default=4, gt=0)
-    """Parts submitted to Ray and not yet written, at most (the stage is a Ray task per input part):
-    with the input's part size it bounds the memory of parts waiting in Ray's object store (about
-    ``2 * max_in_flight`` parts: inputs and results). At least the number of workers keeps them all
-    busy. Results do not depend on it; in this process parts run one at a time."""
+    """Parts submitted to Ray and not yet finished, at most (the stage is a Ray task per input part,
+    each streaming its part batch by batch, so each holds about a row group and a batch). At least
+    the number of workers keeps them all busy. Results do not depend on it; in this process parts
+    run one at a time."""
     pii: PiiParams = Field(default_factory=PiiParams)
     """PII redaction of the kept files."""
     malware: MalwareParams = Field(default_factory=MalwareParams)

@@ -9,9 +9,14 @@ table gives; the accounts add up (``stats.merge_accounts``). Output part i comes
 part i (parts hold whole repositories, so they stay whole here too).
 
 Where it runs: a Ray task per part, at most ``curate.max_in_flight`` submitted and not yet
-written (the driver reads a part, the task returns its tables, the driver writes them: no
-worker needs the driver's disk), or part after part in this process; the same tables either
-way. The driver holds no more than the in-flight parts: it never reads the whole input.
+finished, or part after part in this process; the same tables either way. A part is streamed:
+read batch by batch (``curate.batch_size`` rows, inside its row groups), each batch curated and
+its kept rows written to the part's output as they come (row groups of about
+``KEPT_ROW_GROUP_BYTES``), so a worker holds a row group and a batch, not the part, and the
+driver holds only the parts' small results (rejected rows, contamination rows, accounts): memory
+does not grow with the input, nor with its parts' size. A task reads its part and writes its
+output part itself, like dedup's (ray_tasks/datasets.py): on a cluster of several machines the
+workspace's ``data/`` and ``.starflow/`` must be on storage every node sees.
 
 Resume: each finished part is kept in the work folder (``work/parts/<key>/``, written under a
 temporary name and renamed, its ``done.json`` naming the kept part's rows, bytes and sha256 and
@@ -43,15 +48,17 @@ import pyarrow.parquet as pq
 
 from ray_tasks.curate.decontaminate import REPORT_SCHEMA
 from ray_tasks.curate.params import CurateParams
-from ray_tasks.curate.stage import Curated, CurateSteps, build_steps, curate_table
+from ray_tasks.curate.stage import CurateSteps, build_steps, curate_table
 from ray_tasks.curate.stats import merge_accounts
-from ray_tasks.datasets import PartInfo, is_dataset, open_part, part_name, read_manifest, write_manifest, write_part
+from ray_tasks.datasets import PartInfo, PartStream, is_dataset, open_part, part_name, read_manifest, write_manifest
 from ray_tasks.tables import REJECTED_SCHEMA, write_json_atomic, write_parquet_atomic
 
 REJECTED = "rejected.parquet"
 CONTAMINATION = "contamination.parquet"
 STATS = "stats.json"
 DONE = "done.json"
+KEPT_ROW_GROUP_BYTES = 16 << 20
+"""Kept rows are buffered to about this many bytes (Arrow) per row group of an output part."""
 EXECUTION_ONLY = {"max_in_flight"}
 """Params that change where and how fast, never what: left out of the parts' keys."""
 
@@ -94,10 +101,11 @@ def curate_dataset(src: str | Path, out: Path, cfg: CurateParams, use_ray: bool,
         todo = [i for i in range(len(parts)) if i not in records]
         log.info("curate: %d parts, %d finished by an earlier run, %d to curate (%s)", len(parts), len(records),
                  len(todo), "on Ray" if use_ray and todo else "in this process")
-        runner = _on_ray(todo, parts, steps, cfg, out_schema) if use_ray and todo else _here(todo, parts, steps, cfg, out_schema)
-        for n, (i, curated) in enumerate(runner, 1):
-            records[i] = store.save(keys[i], curated)
-            log.info("curate: part %d/%d done (%d of %d files kept)", n, len(todo), curated.kept.num_rows, parts[i].rows)
+        jobs = [(i, store.begin(keys[i])) for i in todo]
+        runner = _on_ray(jobs, parts, steps, cfg, out_schema) if use_ray and todo else _here(jobs, parts, steps, cfg, out_schema)
+        for n, (i, folder, done) in enumerate(runner, 1):
+            records[i] = store.finish(keys[i], folder, done)
+            log.info("curate: part %d/%d done (%d of %d files kept)", n, len(todo), done.kept.rows, parts[i].rows)
         stats = assemble(out, files_name, [store.path(k) for k in keys], [records[i] for i in range(len(parts))], out_schema)
         store.prune(set(keys))
     return CurateRun(stats, len(parts), len(parts) - len(todo))
@@ -129,53 +137,75 @@ def input_bytes(src: str | Path) -> int:
     return total
 
 
-def curate_part(table: pa.Table, steps: CurateSteps, cfg: CurateParams, schema: pa.Schema) -> Curated:
-    """One part (a Ray task, or a call here): ``curate_table`` with the kept files in the output's
-    schema, so that every part of ``files/`` has the same one."""
-    curated = curate_table(table, steps, cfg)
-    curated.kept = curated.kept.select(schema.names).cast(schema)
-    return curated
+@dataclass
+class PartDone:
+    """A curated part's small results (its kept rows are in its output part already)."""
+
+    kept: PartInfo
+    rejected: pa.Table
+    contamination: pa.Table
+    account: dict
 
 
-def _here(todo: list[int], parts: list[InputPart], steps: CurateSteps, cfg: CurateParams,
-          schema: pa.Schema) -> Iterator[tuple[int, Curated]]:
-    for i in todo:
-        yield i, curate_part(read_part(parts[i]), steps, cfg, schema)
+def curate_part(address: str, steps: CurateSteps, cfg: CurateParams, schema: pa.Schema, dest: str) -> PartDone:
+    """One part (a Ray task, or a call here), streamed: ``curate_table`` on each batch, the kept
+    rows (in the output's schema, so every part of ``files/`` has the same one) written to part 0
+    of ``dest`` as they come, the batches' accounts merged in order."""
+    pf = open_part(address)
+    rejected, contamination, accounts = [], [], []
+    buffer: list[pa.Table] = []
+    with PartStream(dest, 0, schema) as out:
+        for batch in pf.iter_batches(batch_size=cfg.batch_size):
+            curated = curate_table(pa.Table.from_batches([batch]), steps, cfg)
+            buffer.append(curated.kept.select(schema.names).cast(schema))
+            rejected.append(curated.rejected)
+            contamination.append(curated.contamination)
+            accounts.append(curated.stats)
+            if sum(t.nbytes for t in buffer) >= KEPT_ROW_GROUP_BYTES:
+                out.write(pa.concat_tables(buffer))
+                buffer = []
+        if buffer:
+            out.write(pa.concat_tables(buffer))
+    if not accounts:  # an empty part: the account of no files
+        accounts.append(curate_table(pf.schema_arrow.empty_table(), steps, cfg).stats)
+    return PartDone(out.info, pa.concat_tables([REJECTED_SCHEMA.empty_table(), *rejected]),
+                    pa.concat_tables([REPORT_SCHEMA.empty_table(), *contamination]), merge_accounts(accounts))
 
 
-def _on_ray(todo: list[int], parts: list[InputPart], steps: CurateSteps, cfg: CurateParams,
-            schema: pa.Schema) -> Iterator[tuple[int, Curated]]:
-    """Parts as Ray tasks, at most ``cfg.max_in_flight`` submitted and not yet handed back; the
-    driver reads each input part (so workers need no access to its disk) and the caller writes
-    each result before the next is taken, so memory holds about ``2 * max_in_flight`` parts."""
+def _here(jobs: list[tuple[int, Path]], parts: list[InputPart], steps: CurateSteps, cfg: CurateParams,
+          schema: pa.Schema) -> Iterator[tuple[int, Path, PartDone]]:
+    for i, folder in jobs:
+        yield i, folder, curate_part(parts[i].address, steps, cfg, schema, str(folder))
+
+
+def _on_ray(jobs: list[tuple[int, Path]], parts: list[InputPart], steps: CurateSteps, cfg: CurateParams,
+            schema: pa.Schema) -> Iterator[tuple[int, Path, PartDone]]:
+    """Parts as Ray tasks, at most ``cfg.max_in_flight`` submitted and not yet handed back (each
+    task reads its part and writes its kept rows itself; what comes back is small)."""
     import ray
 
     remote = ray.remote(curate_part)
     steps_ref = ray.put(steps)
-    queue = iter(todo)
-    pending: dict[Any, int] = {}
+    queue = iter(jobs)
+    pending: dict[Any, tuple[int, Path]] = {}
 
     def submit() -> bool:
-        i = next(queue, None)
-        if i is None:
+        job = next(queue, None)
+        if job is None:
             return False
-        pending[remote.remote(read_part(parts[i]), steps_ref, cfg, schema)] = i
+        i, folder = job
+        pending[remote.remote(parts[i].address, steps_ref, cfg, schema, str(folder))] = job
         return True
 
     while len(pending) < cfg.max_in_flight and submit():
         pass
     while pending:
         [ref], _ = ray.wait(list(pending), num_returns=1)
-        i = pending.pop(ref)
+        i, folder = pending.pop(ref)
         result = ray.get(ref)
         del ref
-        yield i, result
+        yield i, folder, result
         submit()
-
-
-def read_part(part: InputPart) -> pa.Table:
-    """One input part, whole (a part is bounded: ingest cuts them at about ``batch_bytes``)."""
-    return open_part(part.address).read()
 
 
 # --------------------------------------------------------------------------- the output
@@ -244,15 +274,17 @@ class PartStore:
             return None
         return json.loads(done.read_text())
 
-    def save(self, key: str, curated: Curated) -> dict:
-        """Write a finished part under a temporary name, then rename it to its key (atomic)."""
+    def begin(self, key: str) -> Path:
+        """The temporary folder a part's results are written into (by ``curate_part``, then ``finish``)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{key}.{uuid.uuid4().hex[:8]}.tmp"
+        return self.root / f".{key}.{uuid.uuid4().hex[:8]}.tmp"
+
+    def finish(self, key: str, tmp: Path, done: PartDone) -> dict:
+        """Add the small results to ``tmp`` (``done.json`` last), then rename it to its key (atomic)."""
         try:
-            info = write_part(tmp, 0, curated.kept)
-            write_parquet_atomic(curated.rejected, tmp / REJECTED)
-            write_parquet_atomic(curated.contamination, tmp / CONTAMINATION)
-            record = {"kept": asdict(info), "account": curated.stats}
+            write_parquet_atomic(done.rejected, tmp / REJECTED)
+            write_parquet_atomic(done.contamination, tmp / CONTAMINATION)
+            record = {"kept": asdict(done.kept), "account": done.account}
             write_json_atomic(record, tmp / DONE)
             final = self.path(key)
             if final.exists():
