@@ -238,6 +238,28 @@ def _fsync(path: str) -> None:
         os.close(fd)
 
 
+def data_bytes(table: pa.Table) -> int:
+    """Bytes of the values in ``table``, the same however it is chunked or whether it carries a
+    validity bitmap (``Table.nbytes`` counts buffers, so a table read back from Parquet can differ
+    from the one written): what a writer cuts row groups and parts on, so that a resumed run,
+    fed tables read back from disk, cuts exactly where the uninterrupted run cut."""
+    return sum(_column_bytes(column) for column in table.columns)
+
+
+def _column_bytes(column: pa.ChunkedArray | pa.Array) -> int:
+    t = column.type
+    n = len(column)
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return int(pc.sum(pc.binary_length(column)).as_py() or 0) + 4 * n
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        flat = pc.list_flatten(column)
+        return _column_bytes(flat) + 4 * n
+    try:
+        return t.bit_width * n // 8
+    except ValueError:  # nested or other types without a fixed width: their buffers
+        return column.nbytes
+
+
 def row_group_slices(table: pa.Table, row_group_bytes: int | None) -> list[pa.Table]:
     """``table`` cut into consecutive slices of about ``row_group_bytes`` of variable-width data
     (strings, binaries: the content) each, a row never split; None: the whole table."""
@@ -314,7 +336,7 @@ def write_manifest(
 
 
 class PartWriter:
-    """Stream tables into parts of about ``part_bytes`` (Arrow in-memory bytes) each.
+    """Stream tables into parts of about ``part_bytes`` (``data_bytes``) each.
 
     Each ``write`` goes straight to the open part as row groups, so memory holds only the caller's
     table; a part is committed (renamed) when it reaches ``part_bytes``, and ``close`` writes the
@@ -340,7 +362,7 @@ class PartWriter:
             self._open = PartStream(self.root, len(self.parts), self.schema)
             self._bytes = 0
         self._open.write(table.select(self.schema.names).cast(self.schema), self.row_group_bytes)
-        self._bytes += table.nbytes
+        self._bytes += data_bytes(table)
         if self.part_bytes is not None and self._bytes >= self.part_bytes:
             self.cut()
 

@@ -33,21 +33,38 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def group_by_bytes(items: Sequence[T], sizes: Sequence[int], batch_bytes: int) -> list[list[T]]:
+def group_by_bytes(items: Sequence[T], sizes: Sequence[int], batch_bytes: int,
+                   names: Sequence[str] | None = None) -> list[list[T]]:
     """Consecutive runs of ``items`` of at most ``batch_bytes`` together (an item larger than that
-    is a run alone), in order."""
+    is a run alone), in order.
+
+    With ``names`` (the stage passes repository names), a run also ends after item i with
+    probability ``sizes[i] / batch_bytes``, decided by a hash of ``names[i]``: content-defined
+    chunking, as rsync and restic cut files. Cutting only where the bytes run out, one repository
+    inserted early would shift every later boundary, and every later group (and its finished
+    output) would be new; with cuts the items choose, about ``batch_bytes`` apart, an insertion or
+    change moves the boundaries only up to the next such cut, and the groups after it keep their
+    members and keys. The byte cap still holds: it bounds a task's memory."""
     groups: list[list[T]] = []
     current: list[T] = []
     current_bytes = 0
-    for item, size in zip(items, sizes):
+    for k, (item, size) in enumerate(zip(items, sizes)):
         if current and current_bytes + size > batch_bytes:
             groups.append(current)
             current, current_bytes = [], 0
         current.append(item)
         current_bytes += size
+        if names is not None and _unit(names[k]) < size / batch_bytes:
+            groups.append(current)
+            current, current_bytes = [], 0
     if current:
         groups.append(current)
     return groups
+
+
+def _unit(name: str) -> float:
+    """A number in [0, 1) fixed by ``name`` (the same in every run and process)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") / 2.0**64
 
 
 def map_ordered(fn: Callable[..., R], items: Iterable[T], fn_kwargs: dict[str, Any] | None = None,

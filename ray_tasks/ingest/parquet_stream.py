@@ -15,6 +15,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ray_tasks.datasets import data_bytes
+
 
 class ParquetStream:
     """``write(table)`` appends rows; ``close()`` writes what is buffered and the footer.
@@ -32,7 +34,7 @@ class ParquetStream:
         if table.num_rows == 0:
             return
         self._buffer.append(table.cast(self.schema) if table.schema != self.schema else table)
-        self._buffered += table.nbytes
+        self._buffered += data_bytes(table)  # not nbytes: a table read back from disk must cut alike
         self.rows += table.num_rows
         if self._buffered >= self.row_group_bytes:
             self._flush()

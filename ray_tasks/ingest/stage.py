@@ -228,7 +228,8 @@ def plan_groups(repositories: Sequence[Repository], cfg: IngestParams, work_dir:
     """Repositories grouped by ``cfg.batch_bytes``, each group keyed (``groups.group_key``: a stat
     of every file it reads) and looked up in the work folder's ``GroupStore``."""
     repositories = list(repositories)
-    groups = group_by_bytes(repositories, [_read_bytes(r, cfg) for r in repositories], cfg.batch_bytes)
+    groups = group_by_bytes(repositories, [_read_bytes(r, cfg) for r in repositories], cfg.batch_bytes,
+                            names=[r.name for r in repositories])
     store = GroupStore(work_dir) if work_dir is not None else None
     keys = [group_key(g, _group_settings(g, cfg)) for g in groups] if store is not None else [None] * len(groups)
     todo = [i for i, k in enumerate(keys) if store is None or not store.has(k)]

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 
 import pyarrow as pa
@@ -12,7 +13,7 @@ from ray_tasks.datasets import part_paths, read_dataset, read_manifest
 from ray_tasks.ingest.groups import group_by_bytes, map_ordered
 from ray_tasks.ingest.params import IngestParams
 from ray_tasks.ingest.sources import SourceSkips, directory_repositories, repositories
-from ray_tasks.ingest.stage import ingest, ingest_stats, ingest_to, repos_table
+from ray_tasks.ingest.stage import ingest, ingest_stats, ingest_to, plan_groups, repos_table
 from ray_tasks.progress import Progress
 from ray_tasks.stats import examples
 from tests.conftest import MIT
@@ -37,7 +38,7 @@ def test_streamed_in_small_groups_and_row_groups_equals_the_whole_table(corpus, 
                         repos=len(repos))
     with progress:
         stats, out = _stage(tmp_path / "out", repos, small, progress=progress)
-    n_groups = len(group_by_bytes(repos, [r.size_hint for r in repos], small.batch_bytes))
+    n_groups = len(plan_groups(repos, small).groups)
     assert n_groups >= 4
     manifest = read_manifest(tmp_path / "out" / "files")
     assert len(manifest.parts) == n_groups  # one part per group of whole repositories
@@ -131,3 +132,46 @@ def test_map_ordered_keeps_order_and_bounds_what_is_in_flight(ray_session):
 @pytest.mark.parametrize("sizes, groups", [([5, 5, 5], [[0, 1], [2]]), ([20, 1, 1], [[0], [1, 2]]), ([], [])])
 def test_groups_are_whole_items_of_bounded_bytes(sizes, groups):
     assert group_by_bytes(list(range(len(sizes))), sizes, 10) == groups
+
+
+def test_cuts_chosen_by_the_repositories_keep_most_groups_when_one_is_inserted():
+    import random
+
+    rng = random.Random(16)
+    names = [f"o/r{i:04d}" for i in range(400)]
+    sizes = dict(zip(names, (rng.randint(100, 2000) for _ in names)))
+    before = group_by_bytes(names, [sizes[n] for n in names], 10_000, names=names)
+    grown = sorted([*names, "o/r0036a"])
+    sizes["o/r0036a"] = 1500
+    after = group_by_bytes(grown, [sizes[n] for n in grown], 10_000, names=grown)
+    assert all(sum(sizes[n] for n in g) <= 10_000 for g in after)
+    assert [n for g in after for n in g] == grown
+    kept = {tuple(g) for g in before} & {tuple(g) for g in after}
+    assert len(before) > 60 and len(kept) >= len(before) - 3  # only the groups around the insertion are new
+
+
+def test_a_grown_and_changed_source_recomputes_only_the_groups_it_touched(tmp_path, caplog):
+    import random
+
+    rng = random.Random(7)
+    corpus = tmp_path / "corpus"
+
+    def repo(name: str, n_lines: int) -> None:
+        (corpus / name).mkdir(parents=True, exist_ok=True)
+        (corpus / name / "main.py").write_text("".join(f"v{rng.getrandbits(30)} = {i}\n" for i in range(n_lines)))
+
+    for i in range(40):
+        repo(f"r{i:02d}", rng.randint(40, 90))
+    cfg = IngestParams(batch_bytes=4000, row_group_bytes=2000)
+    work = tmp_path / "work"
+    _stage(tmp_path / "first", list(directory_repositories(corpus, None)), cfg, work_dir=work)
+    repo("r17b", 60)  # a new repository, listed in the middle
+    repo("r30", 50)  # a changed one: its old version must go
+    repos = list(directory_repositories(corpus, None))
+    n_groups = len(plan_groups(repos, cfg).groups)
+    with caplog.at_level("INFO"):
+        _stage(tmp_path / "grown", repos, cfg, work_dir=work)
+    reused = int(re.search(r"ingest: \d+ groups, (\d+) reused", caplog.text).group(1))
+    assert n_groups >= 10 and reused >= n_groups - 4
+    _stage(tmp_path / "plain", list(directory_repositories(corpus, None)), cfg)
+    assert _output_bytes(tmp_path / "grown") == _output_bytes(tmp_path / "plain")
