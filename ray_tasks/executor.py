@@ -12,7 +12,9 @@ a local Ray takes 7-10 s to start and its own processes take much of the second 
 (benchmarks/dedup.py), so below about 1 GB one process finishes first.
 
 Ray is started and stopped here and nowhere else. It starts locally unless ``address``
-names a cluster; the same code then scales out. Order is preserved so that outputs are
+names a cluster; the same code then scales out: a job on a cluster carries ``ray_tasks``, the
+S3 endpoint settings and the driver's working directory, which its workers enter where the
+node has it (``cluster_runtime_env``; the shared storage this assumes: infra/README.md). Order is preserved so that outputs are
 byte-identical between runs (DVC hashes them) and identical to a run without Ray.
 """
 
@@ -102,14 +104,49 @@ def init_ray(params: RayParams) -> bool:
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     if params.address:
-        # Cluster workers may not have this project installed: ship the step code with the job.
-        import ray_tasks
-
-        ray.init(address=params.address, runtime_env={"py_modules": [ray_tasks]}, **kwargs)
+        ray.init(address=params.address, runtime_env=cluster_runtime_env(), **kwargs)
     else:
         ray.init(num_cpus=params.num_cpus, object_store_memory=params.object_store_memory_mb * 1024 * 1024, **kwargs)
     log.info("Ray started (%s)", params.address or f"local, {params.num_cpus} CPUs")
     return True
+
+
+SHIPPED_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION")
+"""Variables copied from the driver to a cluster's workers: where ``s3://`` datasets live
+(``ray_tasks/datasets.py``), so that a worker reads and writes the same store the driver named.
+Credentials are not shipped (they would sit in the cluster's GCS): nodes get their own, from an
+instance role, a mounted secret or their environment."""
+
+
+WORKSPACE_ENV = "STARFLOW_DRIVER_CWD"
+"""Set in a cluster job's workers: the driver's working directory (``enter_workspace``)."""
+
+
+def cluster_runtime_env(cwd: str | None = None) -> dict[str, Any]:
+    """The job's runtime environment on a cluster: the step code (``ray_tasks``, which workers may
+    not have installed; its dependencies must be in the nodes' image), ``SHIPPED_ENV``, and the
+    driver's working directory as the workers' one where that path exists on the node: a workspace
+    on a shared filesystem mounted at the same path everywhere (infra/README.md) then resolves
+    relative paths (``data/...``) the same in a task as in the driver, instead of in whatever
+    folder the node's ``ray start`` ran in."""
+    import ray_tasks
+
+    env_vars = {k: os.environ[k] for k in SHIPPED_ENV if os.environ.get(k)}
+    env_vars[WORKSPACE_ENV] = cwd or os.getcwd()
+    return {"py_modules": [ray_tasks], "env_vars": env_vars,
+            "worker_process_setup_hook": f"{__name__}.{enter_workspace.__name__}"}
+
+
+def enter_workspace() -> None:
+    """Run in each cluster worker before its first task (``worker_process_setup_hook``): into the
+    driver's working directory when this node has it."""
+    path = os.environ.get(WORKSPACE_ENV)
+    if not path:
+        return
+    if os.path.isdir(path):
+        os.chdir(path)
+    else:  # a node without the shared workspace: absolute and s3:// paths still work
+        log.warning("%s is not on this node: relative paths resolve in %s", path, os.getcwd())
 
 
 @contextlib.contextmanager
