@@ -313,6 +313,14 @@ def test_cli_dedup_writes_kept_and_clusters_then_extends_the_index(tmp_path):
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert summary["files_in"] == table.num_rows - half and summary["ray"] is False
     assert (tmp_path / "out2" / "superseded.parquet").exists()
+    from ray_tasks.datasets import write_manifest, write_part  # a partitioned dataset as input: its parts
+    write_manifest(tmp_path / "ds", [write_part(tmp_path / "ds", i, table.slice(i * half, half)) for i in range(2)],
+                   table.schema)
+    (tmp_path / "ds" / ".part-00002.parquet.x.tmp").write_bytes(b"a killed writer's leftover")
+    res = runner.invoke(app, ["dedup", "--input", str(tmp_path / "ds"), "--output", str(tmp_path / "out3"), "--no-ray",
+                              "--params", str(tmp_path / "none.yaml")])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.strip().splitlines()[-1])["files_in"] == 2 * half
 
 
 def test_cli_dedup_bad_input_names_the_file(tmp_path):
