@@ -95,7 +95,7 @@ def evaluate_flow(params: Params, parent_run_id: str | None = None) -> dict:
         stats["memorisation"] = _memorisation(params, records, fim_records)
         if mbpp:
             stats["mbpp"] = {**mbpp_passk, **_counts(mbpp_records), "problems": len(mbpp)}
-        decision = register_and_gate(MlflowClient(), params, model_dir, stats, sample, run.info.run_id)
+        register_and_gate(MlflowClient(), params, model_dir, stats, sample, run.info.run_id)
         tracking.link_model_version(params, stats["registered_model"]["version"])
         mlflow.log_dict(stats["promotion"], "promotion.json")
         with AtomicDir(stage_dir("evaluate")) as out:
@@ -139,6 +139,7 @@ def gate_against_champion(client: MlflowClient, params: Params, version: str, st
     score = metric_value(stats, gate.metric)
     current = champion(client, name)
     champ_version = str(current.version) if current else None
+    champ_digest = current.tags.get(DIGEST_TAG) if current else None
     champ_score, unscored = None, None
     if champ_version == version:
         champ_score = score
@@ -149,6 +150,9 @@ def gate_against_champion(client: MlflowClient, params: Params, version: str, st
             except Exception as e:  # an artifact store that lost the weights: nothing to compare with
                 unscored = f"its weights could not be loaded from the registry ({type(e).__name__}: {e})"
             else:
+                if champ_digest is None:  # registered before versions carried their digest: tag it now
+                    champ_digest = weights_digest(champ_dir)
+                    client.set_model_version_tag(name, champ_version, DIGEST_TAG, champ_digest)
                 champ_score, unscored = _measure(gate.metric, champ_dir, params, sample)
     evidence = {
         "scored_in_run": run_id,
@@ -156,7 +160,7 @@ def gate_against_champion(client: MlflowClient, params: Params, version: str, st
         "settings": _settings(gate.metric, params),
         "dvc_inputs": tracking.data_versions(["evaluate"], side="deps"),
         "challenger_weights_sha256": stats["registered_model"]["weights_sha256"],
-        "champion_weights_sha256": current.tags.get(DIGEST_TAG) if current else None,
+        "champion_weights_sha256": champ_digest,
     }
     return run_gate(client, name, version, score, champ_version, champ_score, gate, evidence, run_id, unscored)
 
