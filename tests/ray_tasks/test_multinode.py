@@ -1,14 +1,17 @@
 """Ingest, dedup and curate on a real two-node Ray cluster, with the local run's outputs.
 
 A head and a worker node are started on this machine with `ray start` (each its own raylet,
-object store, ports, temp dir and a custom resource naming it), the stages run through
+object store, ports, temp dir and a custom resource naming it, started in a folder outside the
+workspace as another machine would be, one CPU each), the stages run through
 `starflow stage` in a workspace whose `ray.address` is the head, and Ray's own task records
 must show each stage's tasks on both nodes. The same corpus runs with `ray.executor: local`
 in a second workspace, at the same time as the cluster starts; every file under
 data/{ingest,dedup,curate} must be byte-identical between the two, and the stage metrics equal.
 
 The cluster's processes are only ever stopped by the process groups this module started
-(`ray stop` would stop every Ray on the machine, other sessions' too).
+(`ray stop` would stop every Ray on the machine, other sessions' too). About 4-5 minutes on 2
+contended cores (load 10-15), most of it process start-up; the two quick tests at the end check
+what a cluster job carries.
 """
 
 from __future__ import annotations
@@ -244,8 +247,9 @@ _RECORDS = textwrap.dedent("""
 
 def records(address: str, wait_nodes: int = 0, timeout: float = 60) -> dict:
     """The cluster's alive nodes (and role -> node id), and every task it ran with its node."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.run([sys.executable, "-c", _RECORDS, address, str(wait_nodes), str(timeout)],
-                          env=dict(os.environ, RAY_AUTH_MODE="disabled"), capture_output=True, text=True,
+                          env={**env, "RAY_AUTH_MODE": "disabled"}, capture_output=True, text=True,
                           timeout=timeout + 120)
     assert proc.returncode == 0, f"reading Ray's records failed:\n{proc.stderr[-4000:]}"
     out = json.loads(proc.stdout.strip().splitlines()[-1])
