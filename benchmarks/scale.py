@@ -81,6 +81,7 @@ class TreeSampler:
         self.cpu: dict[int, float] = {}
         self.peak_rss = self.peak_pss = self.peak_uss = 0
         self.peak_at = 0.0
+        self.peak_procs: list[tuple[str, float]] = []  # (process name, RSS MB) at the peak: who holds the memory
         self.max_procs = 0
         self.series: list[tuple[float, float, float, float]] = []  # (t, rss MB, pss MB, cpu s), one per second
         self.ray_first: tuple[float, float] | None = None  # (t, cpu) when a raylet was first seen
@@ -105,6 +106,7 @@ class TreeSampler:
             rss = pss = uss = 0
             ray_up = False
             full_now = self.samples % self.pss_every == 0
+            procs: list[tuple[str, int]] = []
             for p in tree:
                 try:
                     with p.oneshot():
@@ -112,9 +114,11 @@ class TreeSampler:
                         self.cpu[p.pid] = t.user + t.system
                         if full_now:
                             full = p.memory_full_info()
-                            rss, pss, uss = rss + full.rss, pss + full.pss, uss + full.uss
+                            one, pss, uss = full.rss, pss + full.pss, uss + full.uss
                         else:
-                            rss += p.memory_info().rss
+                            one = p.memory_info().rss
+                        rss += one
+                        procs.append((p.name(), one))
                         ray_up = ray_up or p.name() == "raylet"
                 except psutil.Error:
                     pass
@@ -122,6 +126,7 @@ class TreeSampler:
             cpu = sum(self.cpu.values())
             if rss > self.peak_rss:
                 self.peak_rss, self.peak_at = rss, now
+                self.peak_procs = sorted(((n, round(b / 2**20)) for n, b in procs), key=lambda x: -x[1])
             if full_now:
                 self.peak_pss, self.peak_uss = max(self.peak_pss, pss), max(self.peak_uss, uss)
             self.max_procs = max(self.max_procs, len(tree))
@@ -145,7 +150,8 @@ class TreeSampler:
             ray = {"ray_up_at_s": round(self.ray_first[0], 2), "ray_span_s": round(span, 2),
                    "cpu_per_wall_ray_up": round((self.ray_last[1] - self.ray_first[1]) / span, 3)}
         return {"peak_rss_mb": self.peak_rss / 2**20, "peak_pss_mb": self.peak_pss / 2**20,
-                "peak_uss_mb": self.peak_uss / 2**20, "peak_at_s": round(self.peak_at, 1), "cpu_s": cpu,
+                "peak_uss_mb": self.peak_uss / 2**20, "peak_at_s": round(self.peak_at, 1), "peak_processes": self.peak_procs,
+                "cpu_s": cpu,
                 "max_processes": self.max_procs, "samples": self.samples,
                 "sample_ms": round(1000 * self.sample_cost / max(self.samples, 1), 2), **(ray or {}),
                 "series": self.series}
@@ -472,6 +478,11 @@ def print_size(row: dict) -> None:
         print(f"{name:<11}{r['wall_s']:>9.1f}{flow_s}{stage_mb(row) / r['wall_s']:>8.2f}{r['peak_rss_mb']:>13.0f}"
               f"{r['peak_pss_mb']:>9.0f}{r['peak_uss_mb']:>9.0f}{r['cpu_s']:>9.1f}{r['cpu_per_wall']:>10.2f}{ray}"
               f"  {flow[0]} -> {flow[1]}")
+        if r.get("peak_processes"):
+            print(f"{'':<11}at the peak ({r['peak_at_s']:.0f} s): " + ", ".join(f"{n} {mb}" for n, mb in r["peak_processes"][:6])
+                  + (f", {len(r['peak_processes']) - 6} more" if len(r["peak_processes"]) > 6 else "") + " MB")
+    for d in row.get("licenses", {}).get("disagreements", [])[:5]:
+        print(f"  license disagreement {d['repo']}: ScanCode alone {d['scancode']}, the stage {d['stage']}")
 
 
 def criteria(rows: list[dict]) -> list[dict]:
@@ -510,6 +521,8 @@ def criteria(rows: list[dict]) -> list[dict]:
         chain = sum(hi["stages"][s]["wall_s"] for s in STAGES)
         add(f"chain / dedup time at {hi['size']}x", round(chain / d["wall_s"], 3), 3.0, chain / d["wall_s"] <= 3.0,
             f"{chain:.0f} s / {d['wall_s']:.0f} s" + ("" if stage_mb(hi) >= 900 else "; the criterion is for about 1 GB"))
+    else:
+        add(f"chain / dedup time at {hi['size']}x", None, 3.0, None, "not every stage ran at this size")
     for row in (lo, hi) if hi is not lo else (hi,):
         dt, dd = row.get("datatrove"), row["stages"].get("dedup")
         if dt and dt.get("rc") == 0 and dd and dd["rc"] == 0:
@@ -542,7 +555,7 @@ def print_criteria(checks: list[dict]) -> None:
         print(f"  {c['result']:<5} {c['criterion']:<48} {v!s:>8}  (limit {c['limit']})  {c['note']}")
 
 
-def estimate(rows: list[dict], sizes_mb: list[float]) -> dict[str, float]:
+def estimate(rows: list[dict], sizes_mb: list[float], key: str = "wall_s") -> dict[str, float]:
     """Seconds each step would take at each of ``sizes_mb``: a straight line (fixed cost + cost per
     MB, least squares over the sizes measured; one size: proportional) per step."""
     import numpy as np
@@ -550,11 +563,14 @@ def estimate(rows: list[dict], sizes_mb: list[float]) -> dict[str, float]:
     names = sorted({n for r in rows for n, v in _steps(r) if v.get("rc") == 0})
     out: dict[str, float] = {}
     for name in names:
-        pts = [(stage_mb(r), v["wall_s"]) for r in rows for n, v in _steps(r) if n == name and v.get("rc") == 0]
+        pts = [(stage_mb(r), v[key]) for r in rows for n, v in _steps(r) if n == name and v.get("rc") == 0]
         x, y = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
         if len(pts) > 1 and np.ptp(x) > 0:
             b, a = np.polyfit(x, y, 1)
-            b, a = (b, a) if b > 0 and a > 0 else (float(np.sum(x * y) / np.sum(x * x)), 0.0)
+            if b <= 0:  # no growth measured (noise over a fixed cost): the fixed cost
+                a, b = float(y.mean()), 0.0
+            elif a < 0:  # faster than linear: proportional
+                a, b = 0.0, float(np.sum(x * y) / np.sum(x * x))
         else:
             a, b = 0.0, float(y.mean() / x.mean())
         out[name] = sum(a + b * mb for mb in sizes_mb)
@@ -564,9 +580,13 @@ def estimate(rows: list[dict], sizes_mb: list[float]) -> dict[str, float]:
 def print_estimate(rows: list[dict]) -> None:
     if not rows:
         return
-    est = estimate(rows, [k * 120.0 for k in (1, 3, 10)])
+    full = [k * 120.0 for k in (1, 3, 10)]
+    est, cpu = estimate(rows, full), estimate(rows, full, "cpu_s")
     print("Extrapolated (a line per step through the sizes measured) to the full run (1x, 3x, 10x of 120 MB): "
-          f"about {sum(est.values()) / 60:.0f} min (" + ", ".join(f"{k} {v / 60:.0f}" for k, v in est.items()) + " min)")
+          f"about {sum(est.values()) / 60:.0f} min of wall time (" + ", ".join(f"{k} {v / 60:.0f}" for k, v in est.items())
+          + f" min); from CPU time (what a busy machine inflates less): {sum(cpu.values()) / 60:.0f} CPU-min, "
+          f"about {sum(cpu.values()) / 60 / (os.cpu_count() or 1):.0f} min on {os.cpu_count()} idle cores ("
+          + ", ".join(f"{k} {v / 60:.0f}" for k, v in cpu.items()) + " CPU-min)")
 
 
 def _steps(row: dict) -> list[tuple[str, dict]]:
@@ -610,7 +630,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="ray.num_cpus, and datatrove's worker processes")
     ap.add_argument("--stages", type=lambda s: [x for x in s.split(",") if x], default=list(STAGES))
     ap.add_argument("--datatrove-sizes", type=int_list, default=None, help="sizes datatrove runs at (default: all)")
-    ap.add_argument("--license-sizes", type=int_list, default=None, help="sizes the ScanCode-alone check runs at (default: all)")
+    ap.add_argument("--license-sizes", type=int_list, default=None,
+                    help="sizes the ScanCode-alone check runs at (default: the smallest and the largest)")
     ap.add_argument("--stage-timeout", type=float, default=4 * 3600, help="seconds before a step is killed")
     ap.add_argument("--sample-s", type=float, default=0.2, help="process-tree sampling interval")
     ap.add_argument("--work-dir", type=Path, default=None, help="where workspaces go (default: a temporary folder)")
@@ -637,7 +658,8 @@ def main() -> None:
     if unknown:
         ap.error(f"--stages: unknown {unknown}; expected some of {', '.join(STAGES)}")
     args.datatrove_sizes = args.sizes if args.datatrove_sizes is None else args.datatrove_sizes
-    args.license_sizes = args.sizes if args.license_sizes is None else args.license_sizes
+    if args.license_sizes is None:
+        args.license_sizes = sorted({min(args.sizes), max(args.sizes)})
 
     from benchmarks import scale_corpus
 
