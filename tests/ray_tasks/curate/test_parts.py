@@ -187,3 +187,25 @@ def test_merge_accounts_adds_up_and_keeps_breakdown_order():
     assert m["contaminated_by_benchmark"] == {"humaneval": 1}
     with pytest.raises(ValueError, match="malware_scanners"):
         merge_accounts([a, {**b, "malware_scanners": ["clamav"]}])
+
+
+def test_grown_input_curates_only_its_new_parts(files, tmp_path, monkeypatch):
+    """Issue 16's shape for curate: a dataset that grows by parts (the old ones unchanged) costs
+    its new parts, and the output equals a full run on the union."""
+    src = write_dataset(files, tmp_path / "all", 3)
+    old = tmp_path / "old"
+    parts = datasets.read_manifest(src).parts
+    for k in range(2):  # the first two parts, copied byte for byte
+        (old / parts[k].name).parent.mkdir(parents=True, exist_ok=True)
+        (old / parts[k].name).write_bytes((src / parts[k].name).read_bytes())
+    datasets.write_manifest(old, parts[:2], datasets.read_manifest(src).schema)
+    work = tmp_path / "work"
+    curate_dataset(old, tmp_path / "a", CFG, use_ray=False, work=work)
+    calls = []
+    real = parts_mod.curate_part
+    monkeypatch.setattr(parts_mod, "curate_part", lambda *a: calls.append(a[0]) or real(*a))
+    grown = curate_dataset(src, tmp_path / "b", CFG, use_ray=False, work=work)
+    assert grown.reused == 2 and calls == [f"{src}/{parts[2].name}"]
+    monkeypatch.setattr(parts_mod, "curate_part", real)
+    curate_dataset(src, tmp_path / "full", CFG, use_ray=False)
+    assert _outputs(tmp_path / "b") == _outputs(tmp_path / "full")

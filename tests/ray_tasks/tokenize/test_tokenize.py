@@ -296,3 +296,25 @@ def test_a_repository_split_across_parts_is_a_clear_error(tmp_path):
     datasets.write_manifest(tmp_path / "in", infos, table.schema)
     with pytest.raises(ValueError, match="repository 'org/repo1' is in parts 0 and 1"):
         prepare(tmp_path / "in", tmp_path, CFG)
+
+
+@pytest.mark.slow
+def test_grown_input_encodes_only_its_new_parts(tmp_path):
+    """Issue 16's shape for tokenize: with the tokenizer kept (``tokenizer_path``), a dataset grown
+    by parts encodes only the new parts' chunks, and the output equals a full run on the union."""
+    table = _corpus(10)
+    (tmp_path / "tok").mkdir()
+    prepare(table, tmp_path / "tok", CFG)
+    cfg = CFG.model_copy(update={"tokenizer_path": str(tmp_path / "tok" / "tokenizer")})
+    first = table.filter(pa.compute.is_in(table.column("repo_name"), pa.array([f"org/repo{r}" for r in range(6)])))
+    work = tmp_path / "work"
+    (tmp_path / "a").mkdir()
+    prepare(_dataset(first, tmp_path / "first", 3), tmp_path / "a", cfg, work)
+    n_first = len(list((work / "chunks").glob("*.json")))
+    grown = _dataset(table, tmp_path / "grown", 5)  # the same first three parts, two more
+    (tmp_path / "b").mkdir()
+    stats = prepare(grown, tmp_path / "b", cfg, work)
+    assert stats["chunks_from_cache"] == n_first and len(list((work / "chunks").glob("*.json"))) > n_first
+    (tmp_path / "full").mkdir()
+    prepare(grown, tmp_path / "full", cfg)
+    assert _output_bytes(tmp_path / "b") == _output_bytes(tmp_path / "full")
