@@ -35,13 +35,23 @@ def stage_names(dvc_yaml: Path = Path("dvc.yaml")) -> list[str]:
     return list((yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages", {}))
 
 
-def changes(stage: str) -> list:
-    """What DVC sees changed for one stage; empty when it is up to date."""
+def changes(stage: str, repo=None) -> list:
+    """What DVC sees changed for one stage; empty when it is up to date.
+
+    ``repo``: an open ``dvc.repo.Repo`` to ask (``open_repo``), so that checking every stage of
+    an up-to-date DAG loads the project once; valid until the next commit."""
+    if repo is not None:
+        status = repo.status(targets=[stage])
+        return status.get(stage, []) if status else []
+    with open_repo() as repo:
+        return changes(stage, repo)
+
+
+def open_repo(root: str = "."):
+    """The DVC project here, for several questions in a row (a context manager: close it)."""
     from dvc.repo import Repo
 
-    with Repo(".") as repo:
-        status = repo.status(targets=[stage])
-    return status.get(stage, []) if status else []
+    return Repo(root)
 
 
 def cached_file(md5: str, workspace: Path = Path(".")) -> Path | None:

@@ -120,6 +120,7 @@ def _run_stale_stages(params: Params, chosen: set[str], force: set[str], log,
     session = contextlib.ExitStack()
     names = dvc_dag.stage_names()
     checked = _check_sources(params, log) if SOURCES in names and chosen & {SOURCES, "ingest"} else None
+    asking = None  # one open DVC project for the statuses between two commits (loaded once, not per stage)
     try:
         for stage in names:
             if stage == SOURCES:  # checked above, before anything else
@@ -128,7 +129,8 @@ def _run_stale_stages(params: Params, chosen: set[str], force: set[str], log,
                 excluded.append(stage)
                 log.info("stage %s is not among the stages asked for: left as it is", stage)
                 continue
-            why = dvc_dag.changes(stage)
+            asking = asking or dvc_dag.open_repo()
+            why = dvc_dag.changes(stage, asking)
             if not why and stage not in force:
                 skipped.append(stage)
                 log.info("stage %s is up to date: skipped", stage)
@@ -141,6 +143,8 @@ def _run_stale_stages(params: Params, chosen: set[str], force: set[str], log,
                     # Ray for every stage of this run, started with the first stale one: each stage
                     # alone would start and stop its own (7-10 s each on 2 cores).
                     session.enter_context(ray_running(params.ray))
+            asking.close()  # the stage writes its outputs and commit changes dvc.lock: ask afresh after it
+            asking = None
             t0 = time.perf_counter()
             STAGE_FLOWS[stage](params, parent_run_id=parent_id)
             dvc_dag.commit(stage)
@@ -151,6 +155,8 @@ def _run_stale_stages(params: Params, chosen: set[str], force: set[str], log,
             tracking.fail_pipeline_run(parent_id)
         raise
     finally:
+        if asking is not None:
+            asking.close()
         session.close()
     summary = {"ran": list(ran), "skipped": skipped, "excluded": excluded, "wall_s": ran, "dvc_pushed": pushed}
     if checked is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -153,7 +154,7 @@ def test_source_updated_event_starts_a_pipeline_run(workspace, server, api, serv
     proc = subprocess.run([str(BIN / "starflow"), "ingest", "--check", "--notify"], cwd=ws,
                           env={**_env(ws), **server.env()}, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    report = json.loads(proc.stdout[proc.stdout.index("{"):])
+    report = json.loads(re.findall(r"(?ms)^\{\n.*?^\}$", proc.stdout)[-1])
     assert report["ingest"] == "stale" and report["event"]["event"] == "starflow.source.updated"
     assert any(commit[:10] in line for line in report["changed"])
     emitted = datetime.now(timezone.utc)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.flows.test_fingerprint import make_git_workspace, push_commit
+from tests.flows.test_fingerprint import _git, make_git_workspace, push_commit
 
 pytestmark = pytest.mark.slow
 
@@ -41,6 +42,14 @@ def _sh(ws: Path, *cmd: str) -> str:
     proc = subprocess.run([exe, *cmd[1:]], cwd=ws, env=_env(ws), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return proc.stdout + proc.stderr
+
+
+def _report(ws: Path, *cmd: str) -> dict:
+    """A command's JSON report: the last top-level JSON object it printed (Prefect's log lines around it)."""
+    proc = subprocess.run([str(BIN / cmd[0]), *cmd[1:]], cwd=ws, env=_env(ws), capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    return json.loads(re.findall(r"(?ms)^\{\n.*?^\}$", proc.stdout)[-1])
 
 
 def _last_run(ws: Path) -> dict:
@@ -77,3 +86,13 @@ def test_new_upstream_commit_makes_ingest_stale(workspace):
     assert "Running stage 'ingest'" in _sh(ws, "dvc", "repro")
     assert json.loads((ws / "metrics" / "ingest.json").read_text())["files_kept"] == 2
     assert "Stage 'ingest' didn't change, skipping" in _sh(ws, "dvc", "repro")
+
+
+def test_starflow_ingest_runs_ingest_only_when_a_source_changed(workspace):
+    ws, work = workspace
+    push_commit(work, "more.py", "MORE = 3\n")
+    upstream_files = len(_git(work, "ls-files").split())
+    report = _report(ws, "starflow", "ingest")
+    assert report["ingest"] == "ran" and report["run"]["ran"] == ["ingest"] and "event" not in report
+    assert json.loads((ws / "metrics" / "ingest.json").read_text())["files_kept"] == upstream_files
+    assert _report(ws, "starflow", "ingest", "--check")["ingest"] == "up to date"
