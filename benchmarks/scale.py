@@ -59,6 +59,8 @@ RESULTS = ROOT / "benchmarks" / "results" / "scale.json"
 HISTORY = ROOT / "benchmarks" / "scale.jsonl"
 STAGES = ("ingest", "dedup", "curate")
 T0 = time.perf_counter()
+LOAD_AT_START = round(os.getloadavg()[0], 1)
+"""The machine's 1-minute load average when the benchmark started (the machine may be shared)."""
 
 
 def log(msg: str) -> None:
@@ -606,7 +608,8 @@ def summary_row(rows: list[dict], checks: list[dict], args, total_s: float) -> d
                                      if r.get("licenses", {}).get("rc") == 0 else {})}
     return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit,
             "base_mb": args.base_mb, "sizes": sizes, "executor": args.executor, "workers": args.workers,
-            "cpus": os.cpu_count(), "total_s": round(total_s),
+            "cpus": os.cpu_count(), "load_avg_start": LOAD_AT_START, "load_avg_end": round(os.getloadavg()[0], 1),
+            "total_s": round(total_s),
             "passed": sum(c["result"] == "PASS" for c in checks), "failed": [c["criterion"] for c in checks if c["result"] == "FAIL"],
             "checks": {c["criterion"]: c["value"] for c in checks}}
 
@@ -666,7 +669,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, stop_steps)
     signal.signal(signal.SIGINT, stop_steps)
     log(f"sizes {args.sizes} x {args.base_mb:g} MB, executor {args.executor}, {args.workers} workers, "
-        f"{os.cpu_count()} CPUs; corpus cache {scale_corpus.cache_dir()}")
+        f"{os.cpu_count()} CPUs (load average {LOAD_AT_START}); corpus cache {scale_corpus.cache_dir()}")
     scale_corpus.ensure(max(args.sizes) * args.base_mb, log=log)  # built once, before any clock
     work_root = Path(tempfile.mkdtemp(prefix="starflow-scale-", dir=args.work_dir))
     rows: list[dict] = []
