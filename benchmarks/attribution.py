@@ -1,6 +1,6 @@
 """Attribution index: build time, size against the data, recall, false positives, query latency.
 
-    python benchmarks/attribution.py --curated /work/baseline/data/curate/files.parquet
+    python benchmarks/attribution.py --curated data/curate/files
     python benchmarks/attribution.py --synthetic 100000      # benchmarks/near_dedup_corpus.py's generator
 
 The peer is the exact answer: a Python ``set`` of the same strided windows (what the Bloom filter

@@ -1,6 +1,6 @@
 """Near-dedup: StarFlow against datatrove, datasketch and a bare rensa script on the same corpus.
 
-    .venv/bin/python benchmarks/dedup.py                      # the default corpus (data/ingest/files.parquet)
+    .venv/bin/python benchmarks/dedup.py                      # the default corpus (data/ingest/files/)
     .venv/bin/python benchmarks/dedup.py --files 100000       # synthetic corpus mutated from real code
     .venv/bin/python benchmarks/dedup.py --files 10000 --scaling 100000 --incremental --quality-pairs 1500
 
@@ -529,7 +529,7 @@ def main() -> None:
         from benchmarks.near_dedup_corpus import make_corpus, read_sources
 
         if n == 0:
-            return pq.read_table(ROOT / "data" / "ingest" / "files.parquet"), "default corpus (data/ingest/files.parquet)"
+            return pq.read_table(ROOT / "data" / "ingest" / "files"), "default corpus (data/ingest/files/)"
         return make_corpus(read_sources(max_bytes=16 * 1024), n, seed=args.seed), f"synthetic corpus of {n} files (seed {args.seed})"
 
     table, label = corpus(args.files)

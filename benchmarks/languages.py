@@ -10,7 +10,7 @@ Corpus: files installed here (site-packages, the standard library, /usr/include,
 runtime files, /usr/share/doc, X11 data), up to ``--per-root`` from each root, shuffled with a
 fixed seed; binaries and files over 1 MiB are left out.
 
-Speed: ``curate()`` on the default corpus (``data/dedup/files.parquet``), the previous
+Speed: ``curate()`` on the default corpus (``data/dedup/files``), the previous
 language and provenance modules swapped in for the old run, alternated ``--rounds`` times
 (best of each); then the language step's share (go-enry's three calls per file) of curate's
 time there and on a ``--big``-file corpus built from the collected files.
@@ -160,7 +160,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--big", type=int, default=100_000, help="files in the large corpus (0: skip)")
     ap.add_argument("--old-rev", default="HEAD", help="git revision of the previous detector")
-    ap.add_argument("--dedup", type=Path, default=ROOT / "data/dedup/files.parquet")
+    ap.add_argument("--dedup", type=Path, default=ROOT / "data/dedup/files")
     args = ap.parse_args()
     old = (previous_module(args.old_rev, "_old_language", "ray_tasks/language.py"),
            previous_module(args.old_rev, "_old_provenance", "ray_tasks/curate/provenance.py"))

@@ -17,6 +17,7 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ray_tasks.datasets import MANIFEST, is_dataset, read_dataset, resolve
@@ -116,7 +117,7 @@ class AtomicDir:
         # at a time (DVC's repo lock), so any such sibling is stale.
         for stale in self.final.parent.glob(f".{self.final.name}.*.tmp"):
             shutil.rmtree(stale, ignore_errors=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.", suffix=".tmp", dir=self.final.parent))
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.", suffix=".tmp", dir=self.final.parent.absolute()))
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -140,10 +141,10 @@ def read_table(path: str | Path, required: Iterable[str] = FILE_COLUMNS, columns
     try:
         if is_dataset(path):
             table = read_dataset(path, columns=cols)
-        elif "://" not in str(path) and Path(path).is_dir():
-            raise ValueError(f"{path}: not a complete dataset (a folder without {MANIFEST})")
         else:
             fs, inner = resolve(path)
+            if fs.get_file_info(inner).type == pafs.FileType.Directory:  # local or s3:// "folder"
+                raise ValueError(f"{path}: not a complete dataset (a folder without {MANIFEST})")
             table = pq.read_table(inner, filesystem=fs, columns=cols)
     except (OSError, pa.ArrowInvalid) as exc:
         raise ValueError(f"{path}: not a readable Parquet file ({exc})") from exc

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from ray_tasks.attribution import fulltext, portrait
 from ray_tasks.attribution.params import AttributionParams
+from ray_tasks.datasets import is_dataset, open_part, part_paths
 
 MANIFEST = "manifest.json"
 FILES = "files.parquet"
@@ -36,7 +37,7 @@ def build(files_path: Path, out: Path, params: AttributionParams, previous: Path
           data_version: str | None = None) -> dict:
     """Index ``files_path`` into ``out`` (an empty folder); reuse ``previous`` when it can be extended."""
     start = time.perf_counter()
-    source = pq.ParquetFile(files_path)
+    source = FilesSource(files_path)
     missing = [c for c in (*KEY, "content", "length_bytes") if c not in source.schema_arrow.names]
     if missing:
         raise ValueError(f"{files_path}: missing required columns {missing}")
@@ -71,7 +72,24 @@ def build(files_path: Path, out: Path, params: AttributionParams, previous: Path
     return stats
 
 
-def _meta(source: pq.ParquetFile) -> pa.Table:
+class FilesSource:
+    """The curated files, one Parquet file or a partitioned dataset (``ray_tasks/datasets.py``), read
+    part by part: the few ``pq.ParquetFile`` calls the index build needs, over every part in order."""
+
+    def __init__(self, path: str | Path):
+        paths = part_paths(path) if is_dataset(path) else [str(path)]
+        self.parts = [open_part(p) for p in paths]
+        self.schema_arrow = self.parts[0].schema_arrow
+
+    def read(self, columns: list[str]) -> pa.Table:
+        return pa.concat_tables([part.read(columns=columns) for part in self.parts])
+
+    def iter_batches(self, batch_size: int, columns: list[str]):
+        for part in self.parts:
+            yield from part.iter_batches(batch_size=batch_size, columns=columns)
+
+
+def _meta(source: FilesSource) -> pa.Table:
     names = [c for c in META if c in source.schema_arrow.names]
     table = source.read(columns=names)
     for name, kind in (("license_type", pa.string()), ("detected_licenses", pa.list_(pa.string()))):
@@ -118,7 +136,7 @@ def _link_tree(src: Path, dst: Path) -> None:
         meta_json.write_bytes(data)
 
 
-def _add_segment(source: pq.ParquetFile, new: np.ndarray, out: Path, segment: int,
+def _add_segment(source: FilesSource, new: np.ndarray, out: Path, segment: int,
                  params: AttributionParams, index) -> dict:
     """One Bloom filter and one tantivy commit for the rows flagged ``new``."""
     width, stride = params.window_chars, params.stride_chars
@@ -141,7 +159,7 @@ def _add_segment(source: pq.ParquetFile, new: np.ndarray, out: Path, segment: in
     return {"portrait": name, "files": int(new.sum()), "windows": n_windows}
 
 
-def _new_batches(source: pq.ParquetFile, new: np.ndarray, columns: list[str], batch_rows: int):
+def _new_batches(source: FilesSource, new: np.ndarray, columns: list[str], batch_rows: int):
     offset = 0
     for batch in source.iter_batches(batch_size=batch_rows, columns=columns):
         mask = new[offset:offset + batch.num_rows]

@@ -234,7 +234,7 @@ def dedup(source: ParquetSource, index_dir: str | Path, params: DedupParams, *, 
     ``log`` receives the progress of the signatures (files, bytes, rate, ETA: ``ray_tasks/progress.py``)."""
     if source.num_rows == 0:
         raise ValueError(f"{source.files[0]}: no rows to deduplicate")
-    root = Path(index_dir)
+    root = Path(index_dir).absolute()  # tasks on other nodes write segments under it
     meta = ix.load_meta(root, params)
     params = params.model_copy(update={"num_partitions": meta.num_partitions})  # an index keeps its partitioning
     n_old = meta.n_docs

@@ -125,7 +125,7 @@ class GroupResult:
 def ingest_group(repositories: list[Repository], cfg: IngestParams) -> GroupResult:
     """Read, decode and license-scan a group of repositories (one unit of parallel work), with
     ``cfg``'s size cap and opt-out list; rows in repository order, files in path order."""
-    repositories = load_rows(repositories)
+    repositories = load_rows(repositories, cfg.max_file_bytes, cfg.opt_out)
     kept: list[dict] = []
     rejected: list[dict] = []
     for repo in repositories:
@@ -184,11 +184,14 @@ def ingest_to(out_dir: Path, repositories: Sequence[Repository], cfg: IngestPara
         for i, (group, key) in enumerate(zip(groups, keys)):
             if i in todo_set:
                 part = next(computed)
-                if store is not None:
+                # A group with failed fetches (stack_v2, fetch_failures: reject) is not kept for reuse:
+                # the next run fetches those files again.
+                keep = store is not None and "fetch_failed" not in part.rejected.column("reason").to_pylist()
+                if keep:
                     store.put(key, part, cfg.row_group_bytes)
             else:
-                part = store.get(key)
-            if store is not None:
+                part, keep = store.get(key), True
+            if keep:
                 parts.append(store.link_files(key, files_root, i))
             else:
                 parts.append(write_part(files_root, i, part.files, FILES_SCHEMA, cfg.row_group_bytes))

@@ -66,7 +66,7 @@ def test_curate_command_on_a_parquet_source(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     assert summary["source"]["kind"] == "parquet"
-    kept = pq.read_table(tmp_path / "out" / "data" / "curate" / "files.parquet")
+    kept = pq.read_table(tmp_path / "out" / "data" / "curate" / "files")
     stats = json.loads((tmp_path / "out" / "data" / "curate" / "stats.json").read_text())
     assert stats["files_kept"] == kept.num_rows > 0
     assert "license:non_permissive" in stats["rejected_by_reason"]  # the GPL repository

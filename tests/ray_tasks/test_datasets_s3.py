@@ -70,8 +70,6 @@ def test_workers_parts_then_the_manifest_and_an_incomplete_dataset_refused(s3):
     assert "dedup/files/part-00007.parquet" not in _keys(s3, "lake", "dedup/files/")  # pruned
 
 
-@pytest.mark.xfail(strict=True, reason="tables.read_table refuses a local folder without a manifest but "
-                   "reads an s3:// one as if it were complete (H1: check the folder through resolve())")
 def test_read_table_refuses_an_incomplete_dataset_at_an_s3_uri(s3):
     s3.create_bucket("lake")
     ds.write_part("s3://lake/half/files", 0, _rows(0, 10))  # no manifest yet: incomplete

@@ -292,8 +292,8 @@ def test_a_group_of_small_repositories_is_fetched_in_one_pool(s3, tmp_path):
     ids = _release(s3, tmp_path / "ids", files=small)
     cfg = _params(ids, s3.proxy_url, tmp_path, concurrency=6, cache_dir=None).model_copy(update={"opt_out": ["o/r07"]})
     s3.delay_s = 0.1  # each GET takes 0.1 s: requests that can overlap do
-    per_repository = ingest(list(repositories(cfg.sources)), cfg)  # read_files alone: a repository at a time
-    assert s3.max_in_flight == 2
+    per_repository = ingest(list(repositories(cfg.sources)), cfg)  # the stage's group task: one pool
+    assert s3.max_in_flight == 6
     s3.reset_counts()
     prefetched = load_rows(list(repositories(cfg.sources)), cfg.max_file_bytes, cfg.opt_out)
     assert s3.max_in_flight == 6 and s3.count("GET", f"/{BUCKET}/content/") == 14  # not the opted-out repository's
