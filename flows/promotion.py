@@ -70,6 +70,8 @@ def register_or_reuse(client: MlflowClient, model_name: str, model_dir: str, run
     if version is None:
         version = _log_model(model_name, model_dir)
         client.set_model_version_tag(model_name, version, DIGEST_TAG, digest)
+        for key, value in lineage_tags(model_dir).items():
+            client.set_model_version_tag(model_name, version, key, value)
     mark_challenger(client, model_name, version, run_id)
     return version, reused
 
@@ -154,3 +156,13 @@ def _record(client: MlflowClient, model_name: str, d: GateDecision, run_id: str 
     if FlowRunContext.get() is not None:  # artifacts need a flow run (plain calls in tests have none)
         create_markdown_artifact(key=artifact_key("evaluate-promotion"), markdown=d.markdown(model_name),
                                  description=f"promotion gate for {model_name} v{d.challenger_version}")
+
+
+def lineage_tags(model_dir: str | Path) -> dict[str, str]:
+    """The train stage's lineage tags (parent model, data versions) from the export's
+    ``training_data.json`` (``flows/train.py``), so the model version carries them too. Read as
+    plain JSON: the gate does not import the training code."""
+    record = Path(model_dir) / "training_data.json"
+    if not record.exists():
+        return {}
+    return {k: str(v) for k, v in json.loads(record.read_text()).get("tags", {}).items()}

@@ -74,6 +74,7 @@ HEADLINE = {
     "fim_exact_match": ("evaluate", "fim_exact_match"),
     "bits_per_byte": ("evaluate", "bits_per_byte"),
     "perplexity": ("evaluate", "perplexity"),
+    "frozen_sample.bits_per_byte": ("evaluate", "frozen_sample.bits_per_byte"),
     "promotion.promoted": ("evaluate", "promotion.promoted"),
     "train.val_loss_after": ("train", "val_loss_after"),
     "train.tokens_seen": ("train", "tokens_seen"),

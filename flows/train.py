@@ -55,7 +55,7 @@ CHAMPION = "champion"
 """The promotion gate's alias (``flows/promotion.py: CHAMPION``; not imported, which would make
 this stage depend on the gate's code)."""
 HF_ARTIFACT = "hf_model"
-"""The registered pyfunc's artifact holding the HF export (``flows/evaluate.py: register_model``,
+"""The registered pyfunc's artifact holding the HF export (``flows/promotion.py: _log_model``,
 ``models/pyfunc.py``)."""
 SHARDS = "data/tokenize"
 """The data this stage trains on, as dvc.yaml names it (its md5 is the data version)."""
