@@ -51,6 +51,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -411,9 +413,14 @@ def run_size(k: int, args, work_root: Path, save) -> dict:
     make_ws(ws, stage_params(view, args.executor, args.workers), env)
     ok = True
     for stage in args.stages:
-        log(f"{k}x: starflow stage {stage} ...")
-        r = measure([str(BIN / "starflow"), "stage", stage], ws, env, work / f"{stage}.log", args.stage_timeout,
-                    args.sample_s)
+        cmd = [str(BIN / "starflow"), "stage", stage]
+        if stage in args.stage_executor:  # this stage's own executor: a params file beside params.yaml
+            own = ws / f"params.{stage}.yaml"
+            own.write_text(yaml.safe_dump(stage_params(view, args.stage_executor[stage], args.workers), sort_keys=False))
+            cmd += ["--params", own.name]
+        log(f"{k}x: {' '.join(cmd[1:])} ...")
+        r = measure(cmd, ws, env, work / f"{stage}.log", args.stage_timeout, args.sample_s)
+        r["executor"] = args.stage_executor.get(stage, args.executor)
         r["metrics"] = {key: v for key, v in read_metrics(ws, stage).items() if not isinstance(v, (dict, list))}
         r["flow_s"] = flow_seconds((work / f"{stage}.log").read_text(errors="replace"))
         row["stages"][stage] = r
@@ -427,9 +434,10 @@ def run_size(k: int, args, work_root: Path, save) -> dict:
                                                    if "cpu_per_wall_ray_up" in r else ""))
     ingested = row["stages"].get("ingest", {}).get("rc") == 0
     if ingested and k in args.datatrove_sizes:
-        log(f"{k}x: datatrove MinHash dedup ({args.workers} workers) ...")
+        log(f"{k}x: datatrove MinHash dedup ...")
         try:
-            r = run_datatrove(ws, work, args.workers, args.stage_timeout, args.sample_s)
+            dt_workers = 1 if args.stage_executor.get("dedup") == "local" else args.workers  # the same worker count
+            r = run_datatrove(ws, work, dt_workers, args.stage_timeout, args.sample_s)
         except Exception as exc:  # a broken peer must not lose the stages' figures
             r = {"rc": -1, "error": repr(exc)}
         row["datatrove"] = r
@@ -630,6 +638,8 @@ def main() -> None:
     ap.add_argument("--sizes", type=int_list, default=[1, 3, 10], help="multiples of --base-mb (comma-separated)")
     ap.add_argument("--base-mb", type=float, default=120, help="MB of code at 1x")
     ap.add_argument("--executor", choices=["auto", "ray", "local"], default="ray", help="params.yaml: ray.executor for every stage")
+    ap.add_argument("--stage-executor", type=lambda s: dict(kv.split("=", 1) for kv in s.split(",") if kv), default={},
+                    help="per-stage executors, e.g. dedup=local (datatrove then runs with one worker to match)")
     ap.add_argument("--workers", type=int, default=2, help="ray.num_cpus, and datatrove's worker processes")
     ap.add_argument("--stages", type=lambda s: [x for x in s.split(",") if x], default=list(STAGES))
     ap.add_argument("--datatrove-sizes", type=int_list, default=None, help="sizes datatrove runs at (default: all)")
