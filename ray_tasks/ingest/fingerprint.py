@@ -9,7 +9,8 @@ file: DVC re-runs the check every time (seconds) and ingest only when the JSON c
 What each kind's fingerprint looks at, without reading any file's content:
 
 - ``directory``: every file ingest would read (the sub-folders' files, ``SKIP_DIRS`` left out,
-  symlinks skipped), as relative path, size and mtime (ns), hashed in sorted order;
+  symlinks skipped), as relative path, size and mtime (ns; for a file git tracks unmodified, its
+  blob id, so that a checkout is no change), hashed in sorted order;
 - ``git``: the remote head commit (``git ls-remote URL HEAD``, or the ``branch``), for URLs and
   local paths alike: a new upstream commit changes it, a fetch is never needed;
 - ``parquet`` / ``jsonl`` (and any kind with a ``path`` of table files, such as ``stack_v2``'s id
@@ -124,10 +125,36 @@ def python_env_state(distributions: list[str]) -> dict[str, Any]:
 
 
 def directory_state(root: Path) -> dict[str, Any]:
-    """Count, bytes and a hash of (path, size, mtime) of every file ingest reads under ``root``."""
+    """Count, bytes and a hash of (path, size, mtime) of every file ingest reads under ``root``.
+
+    A file git tracks and holds unmodified (a corpus committed with the workspace) is identified
+    by its blob id instead of its mtime: a checkout (a DVC experiment's worktree, a fresh clone)
+    writes the same content with new mtimes, which is no change of the source."""
     if not root.is_dir():
         raise ValueError(f"ingest.sources: directory {root} does not exist")
-    return _listing_state(_tree_entries(root))
+    blobs = git_blobs(root)
+    return _listing_state((rel, size, blobs.get(rel, mtime)) for rel, size, mtime in _tree_entries(root))
+
+
+def git_blobs(root: Path) -> dict[str, str]:
+    """``{path under root: "git:<blob id>"}`` of the files git tracks there and that match the index
+    (git's own stat check: two commands, no file read); empty outside a git work tree."""
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+
+    def git(*args: str) -> str | None:
+        proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, env=env, timeout=GIT_TIMEOUT_S)
+        return proc.stdout if proc.returncode == 0 else None
+
+    listed = git("ls-files", "-s", "-z", "--", ".")
+    if not listed:
+        return {}
+    modified = set(filter(None, (git("diff", "--name-only", "--relative", "-z", "--", ".") or "").split("\0")))
+    blobs = {}
+    for entry in filter(None, listed.split("\0")):
+        meta, rel = entry.split("\t", 1)
+        if rel not in modified:
+            blobs[rel] = f"git:{meta.split()[1]}"
+    return blobs
 
 
 def _tree_entries(root: Path) -> Iterator[tuple[str, int, int]]:
@@ -193,7 +220,7 @@ def table_listing(path: str, kind: str) -> list[tuple[str, int, int | None]]:
 
 
 # --------------------------------------------------------------------------- helpers
-def _listing_state(entries: Iterator[tuple[str, int, int | None]]) -> dict[str, Any]:
+def _listing_state(entries: Iterator[tuple[str, int, int | str | None]]) -> dict[str, Any]:
     """Streamed: a folder of millions of files is hashed in constant memory."""
     h = hashlib.sha256()
     files = total = 0

@@ -238,3 +238,20 @@ def make_git_workspace(root: Path, env: dict[str, str]) -> tuple[Path, Path]:
     dag["stages"] = {name: stage for name, stage in dag["stages"].items() if name in ("sources", "ingest")}
     (ws / "dvc.yaml").write_text(yaml.safe_dump(dag, sort_keys=False))
     return ws, work
+
+
+def test_a_checkout_of_a_committed_corpus_is_no_change(tmp_path):
+    """A corpus committed with the workspace: a fresh checkout (new mtimes) fingerprints the same;
+    an edit of a tracked file does change it."""
+    main = tmp_path / "main"
+    _repos(main / "corpus")
+    _git(tmp_path, "init", "-q", str(main))
+    _git(main, "add", "-A")
+    _git(main, "commit", "-q", "-m", "corpus")
+    before = directory_state(main / "corpus")
+    _git(tmp_path, "clone", "-q", str(main), str(tmp_path / "copy"))
+    for f in (tmp_path / "copy" / "corpus").rglob("*.py"):
+        os.utime(f, ns=(0, 10**9))  # another checkout, other mtimes
+    assert directory_state(tmp_path / "copy" / "corpus") == before
+    (main / "corpus" / "repo0" / "pkg" / "m.py").write_text("x = 100\n")  # same size class, new content
+    assert directory_state(main / "corpus") != before
