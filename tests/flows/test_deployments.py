@@ -8,11 +8,7 @@ run the one-minute cron fires is the whole tiny DAG, through the served pipeline
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import subprocess
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -24,9 +20,12 @@ from prefect.states import Scheduled
 
 from flows.config import load_params
 from flows.deployments import RUN_SECTIONS
-from flows.servers import free_port, running_servers
 from tests.paths import ROOT
-from tests.workspaces import BIN, make_workspace
+from tests.served import api, server, serving  # noqa: F401  (api, server: the module's fixtures)
+from tests.served import cli_env as _env
+from tests.served import deployment as _deployment
+from tests.served import wait_for as _wait_for
+from tests.workspaces import make_workspace
 
 pytestmark = pytest.mark.slow
 
@@ -41,68 +40,16 @@ def workspace(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(workspace):
-    with running_servers(workspace, prefect_port=free_port(), mlflow=False,
-                         server_env={"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "1"}) as servers:
-        yield servers
-
-
-@pytest.fixture(scope="module")
-def api(server):
-    """A Prefect client on the test's server (overriding the harness's PREFECT_API_URL)."""
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings({PREFECT_API_URL: server.prefect_api_url}), get_client(sync_client=True) as client:
-        yield client
+def serve_ws(workspace) -> Path:
+    return workspace
 
 
 @pytest.fixture(scope="module")
 def served(workspace, server, api):
     """`starflow serve --cron "* * * * *"` in the workspace, until the module's tests are done."""
-    env = {**_env(workspace), **server.env(), "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
-    log = (workspace / "serve.log").open("w")
-    proc = subprocess.Popen([str(BIN / "starflow"), "serve", "--cron", "* * * * *"], cwd=workspace, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        _wait_for(lambda: _deployment(api, "pipeline") and _deployment(api, "evaluate"), 180, proc, workspace)
+    ready = lambda: _deployment(api, "pipeline") and _deployment(api, "evaluate")  # noqa: E731
+    with serving(workspace, {**_env(workspace), **server.env()}, ready, 180) as proc:
         yield proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
-
-
-def _env(ws: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "STARFLOW_MLFLOW_PARENT_RUN_ID")}
-    env["PATH"] = f"{BIN}:{env['PATH']}"
-    env["PREFECT_HOME"] = str(ws / ".prefect-home")
-    return env
-
-
-def _deployment(api, name: str):
-    from prefect.exceptions import ObjectNotFound
-
-    try:
-        return api.read_deployment_by_name(f"starflow-pipeline/{name}")
-    except ObjectNotFound:
-        return None
-
-
-def _wait_for(check, timeout_s: float, proc, ws: Path):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"starflow serve exited:\n{(ws / 'serve.log').read_text()[-4000:]}"
-        if found := check():
-            return found
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout_s} s; serve log:\n{(ws / 'serve.log').read_text()[-4000:]}")
 
 
 def _ui_validate(server, schema: dict, values: dict) -> dict:

@@ -9,21 +9,19 @@ upstream, `starflow ingest --check --notify` emits the event, and the event trig
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import signal
 import subprocess
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from flows.servers import free_port, running_servers
 from tests.flows.test_fingerprint import make_git_workspace, push_commit
-from tests.flows.test_fingerprint_workspace import BIN, _env
+from tests.served import api, deployment, server, serving  # noqa: F401  (api, server: the module's fixtures)
+from tests.served import cli_env as _env
+from tests.workspaces import BIN
+from tests.served import wait_for as _wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -38,50 +36,20 @@ def workspace(tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def server(workspace):
-    ws, _ = workspace
-    with running_servers(ws, prefect_port=free_port(), mlflow=False,
-                         server_env={"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "1"}) as servers:
-        yield servers
-
-
-@pytest.fixture(scope="module")
-def api(server):
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings({PREFECT_API_URL: server.prefect_api_url}), get_client(sync_client=True) as client:
-        yield client
+def serve_ws(workspace) -> Path:
+    return workspace[0]
 
 
 @pytest.fixture(scope="module")
 def served(workspace, server, api):
     ws, _ = workspace
-    env = {**_env(ws), **server.env(), "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
-    log = (ws / "serve.log").open("w")
-    proc = subprocess.Popen([str(BIN / "starflow"), "serve", "--cron", "* * * * *"], cwd=ws, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        _wait_for(lambda: _pipeline(api) and _automation(api), 240, proc, ws)  # made right after the deployment
+    ready = lambda: _pipeline(api) and _automation(api)  # noqa: E731  (made right after the deployment)
+    with serving(ws, {**_env(ws), **server.env()}, ready, 240) as proc:
         yield proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 def _pipeline(api):
-    from prefect.exceptions import ObjectNotFound
-
-    try:
-        return api.read_deployment_by_name("starflow-pipeline/pipeline")
-    except ObjectNotFound:
-        return None
+    return deployment(api, "pipeline")
 
 
 def _automation(api):
@@ -94,16 +62,6 @@ def _runs(api, deployment):
 
     return api.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
                               sort=FlowRunSort.EXPECTED_START_TIME_ASC)
-
-
-def _wait_for(check, timeout_s: float, proc, ws: Path):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"starflow serve exited:\n{(ws / 'serve.log').read_text()[-4000:]}"
-        if found := check():
-            return found
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout_s} s; serve log:\n{(ws / 'serve.log').read_text()[-4000:]}")
 
 
 def _failed(runs) -> None:

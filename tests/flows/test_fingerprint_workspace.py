@@ -8,33 +8,22 @@ with the ephemeral Prefect API and the SQLite MLflow store.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.flows.test_fingerprint import _git, make_git_workspace, push_commit
+from tests.served import cli_env as _env
+from tests.workspaces import BIN
 
 pytestmark = pytest.mark.slow
-
-BIN = Path(sys.executable).parent
-
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("git-source")
     return make_git_workspace(root, _env(root / "ws"))
-
-
-def _env(ws: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "STARFLOW_MLFLOW_PARENT_RUN_ID")}
-    env["PATH"] = f"{BIN}:{env['PATH']}"
-    env["PREFECT_HOME"] = str(ws / ".prefect-home")
-    return env
 
 
 def _sh(ws: Path, *cmd: str) -> str:
