@@ -114,3 +114,19 @@ def _no_parent_run(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "")
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(autouse=True)
+def _no_inherited_rendezvous():
+    """A test that trains in this process leaves a 1-rank torch.distributed group behind (its
+    TCPStore still listening) and RANK/MASTER_PORT in os.environ (models/distributed.py): a later
+    test's subprocess (`starflow serve`, `starflow run`) would inherit that port and fail with
+    EADDRINUSE. The variables go after each test; the group itself stays for in-process reuse."""
+    # models.distributed.RENDEZVOUS_ENV, named here: importing it would import torch for every test
+    before = {k: os.environ.get(k) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    yield
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
