@@ -23,6 +23,11 @@ def init_process_group() -> None:
     from deepspeed.accelerator import get_accelerator
 
     if torch.distributed.is_initialized():
+        # A group this process made for an earlier run: DeepSpeed's engine reads LOCAL_RANK from
+        # the environment, which a caller may have cleaned since (so its subprocesses do not
+        # inherit this group's port).
+        if world_size() == 1:
+            os.environ.setdefault("LOCAL_RANK", "0")
         return
     if "RANK" not in os.environ:
         os.environ.update(
