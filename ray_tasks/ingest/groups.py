@@ -11,10 +11,11 @@ ingest's input is files on disk that must not be in memory all at once; a Ray Da
 pipeline over Python objects would add a block layer without bounding anything better
 than ``max_in_flight`` does here.
 
-A group's identity (``group_key``) is what a resumed or repeated run compares to reuse the
-group's finished outputs (``stage.GroupStore``): its repositories as listed (names, paths, where
-the bytes are, metadata), the size and modification time of every file it will read, the
-settings that change its rows, and the code and library versions that compute them.
+A repository's identity (``repo_key``) is what a resumed or repeated run compares to reuse its
+finished rows (``stage.GroupStore``): the repository as listed (name, paths, where the bytes are,
+metadata), the size and modification time of every file it will read, the settings that change
+its rows, and the code and library versions that compute them. A group's identity
+(``group_key``) is its members' keys in order and the settings that change its part's bytes.
 """
 
 from __future__ import annotations
@@ -96,15 +97,15 @@ def map_ordered(fn: Callable[..., R], items: Iterable[T], fn_kwargs: dict[str, A
 
 # ---------------------------------------------------------------- identity of a group
 
-CODE_PACKAGES = ("pyarrow", "charset-normalizer", "scancode-toolkit")
+CODE_PACKAGES = ("pyarrow", "charset-normalizer", "scancode-toolkit", "scancode-toolkit-mini")
 """Libraries whose version changes a group's output bytes (Parquet writer, decoding, licenses)."""
 
 
 @lru_cache(maxsize=1)
 def code_version() -> str:
-    """sha256 of the code that computes a group (this package with its data files, the table and
-    dataset writers) and of the library versions it depends on: a changed rule invalidates every
-    finished group, as DVC invalidates the stage."""
+    """sha256 of the code that computes a repository's rows and a group's part (this package with
+    its data files, the table and dataset writers) and of the library versions it depends on: a
+    changed rule invalidates every finished repository, as DVC invalidates the stage."""
     here = Path(__file__).resolve().parent
     files = sorted(p for p in here.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     files += [here.parent / "tables.py", here.parent / "datasets.py"]
@@ -119,19 +120,27 @@ def code_version() -> str:
     return h.hexdigest()
 
 
-def group_key(group: Sequence[Any], settings: dict[str, Any]) -> str:
-    """A digest naming one group's outputs: equal keys mean equal rows and bytes.
+def repo_key(repo: Any, settings: dict[str, Any]) -> str:
+    """A digest naming one repository's rows (files, rejected, repos): equal keys, equal rows.
 
-    ``settings``: the stage settings that change a group's rows (the caller's choice, e.g. the
-    size cap, each repository's opt-out, the row-group size). Each repository contributes its
-    listing (every dataclass field, recursively) and a ``(size, mtime_ns)`` stat of every file it
-    will read: a file edited in place changes the key even when the listing does not."""
+    ``settings``: the stage settings that change its rows (the caller's choice, e.g. the size cap
+    and whether it is opted out). The repository contributes its listing (every dataclass field,
+    recursively) and a ``(size, mtime_ns)`` stat of every file it will read: a file edited in
+    place changes the key even when the listing does not."""
     h = hashlib.sha256()
     h.update(code_version().encode())
     h.update(_canonical(settings).encode())
-    for repo in group:
-        h.update(_canonical(repo).encode())
-        h.update(_canonical(_file_stats(repo)).encode())
+    h.update(_canonical(repo).encode())
+    h.update(_canonical(_file_stats(repo)).encode())
+    return h.hexdigest()[:32]
+
+
+def group_key(repo_keys: Sequence[str], settings: dict[str, Any]) -> str:
+    """A digest naming one group's part: its members' ``repo_key``s in order and the settings
+    that change the part's bytes but no repository's rows (the row-group size)."""
+    h = hashlib.sha256()
+    h.update(code_version().encode())
+    h.update(_canonical({"settings": settings, "repositories": list(repo_keys)}).encode())
     return h.hexdigest()[:32]
 
 

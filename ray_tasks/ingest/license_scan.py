@@ -6,7 +6,13 @@ only the rest is scanned.
 
 ScanCode is slow to load (its license index, ~6 s and a few hundred MB per
 process) and its matching costs 5 ms-1.5 s per text, so results are cached by
-the text's hash: most repositories carry one of a few dozen license texts.
+the text's hash: in this process, and on disk when the stage names a folder
+(``result_cache``): one small JSON per text, named by the sha256 of the exact text
+handed to ScanCode, under a folder named by ScanCode's version and this module's
+code (``cache_version``). A text scanned before, in any repository and any run,
+then costs no ScanCode call, and a process whose texts all hit never loads the
+index. The folder is only ever an optimisation: a folder that cannot be read or
+written (a worker of a cluster without a shared filesystem) just means a scan.
 
 Compatibility shim: ScanCode's ``plugincode`` declares hook specifications on a
 class, which pluggy >= 1.6 no longer discovers (it raises "did not find any
@@ -18,13 +24,27 @@ registration pass empty instead of pinning pluggy back.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import shutil
 import threading
 import time
 import warnings
+from collections import Counter
+from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
+from typing import Iterator
 
 _LOCK = threading.Lock()
 _SCAN_DEADLINE_S = 100  # seconds per text, as in The Stack v2's get_license_types.py
+
+COUNTS: Counter[str] = Counter()
+"""This process's ScanCode counters: ``scans`` (texts ScanCode matched) and ``cache_hits``
+(texts answered by the on-disk cache), for the stage's account of what it computed."""
+
+_CACHE_ROOT: Path | None = None
+"""The on-disk result cache in use (``result_cache``); None: none."""
 
 
 def _patch_pluggy() -> None:
@@ -60,6 +80,21 @@ def _detector():
 
 @lru_cache(maxsize=4096)
 def _scan_cached(digest: str, text: str) -> tuple[str, ...]:
+    """ScanCode's ids for ``text`` (``digest`` its sha256): from the disk cache when it has them,
+    else scanned (and stored there)."""
+    folder = _version_folder()
+    stored = _read_result(folder, digest) if folder is not None else None
+    if stored is not None:
+        COUNTS["cache_hits"] += 1
+        return stored
+    ids = _scan(text)
+    COUNTS["scans"] += 1
+    if folder is not None:
+        _write_result(folder, digest, ids)
+    return ids
+
+
+def _scan(text: str) -> tuple[str, ...]:
     detect = _detector()
     ids: set[str] = set()
     with _LOCK:  # the index is shared and not documented as thread-safe
@@ -87,7 +122,84 @@ def scancode_ids(text: str) -> list[str]:
     """ScanCode alone (what the fast pass is measured against)."""
     if not text.strip():
         return []
-    return list(_scan_cached(hashlib.sha1(text.encode("utf-8", "replace")).hexdigest(), text))
+    return list(_scan_cached(text_digest(text), text))
+
+
+def text_digest(text: str) -> str:
+    """sha256 of the exact text (surrogates kept: a table source's text may hold them)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# --------------------------------------------------------------------------- on-disk result cache
+@contextmanager
+def result_cache(root: str | Path | None) -> Iterator[None]:
+    """ScanCode results of this block read from and written to ``root`` (None: no disk cache),
+    as the stage's tasks run: ``Repository.licenses`` scans lazily, deep inside a task, so the
+    folder is this module's setting for the duration of the task rather than an argument."""
+    global _CACHE_ROOT
+    previous, _CACHE_ROOT = _CACHE_ROOT, Path(root) if root is not None else None
+    try:
+        yield
+    finally:
+        _CACHE_ROOT = previous
+
+
+@lru_cache(maxsize=1)
+def cache_version() -> str:
+    """What a cached result depends on besides the text: ScanCode's version (its rules and index)
+    and this module's code (how its detections become ids, the deadline)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    h = hashlib.sha256(Path(__file__).read_bytes())
+    for name in ("scancode-toolkit", "scancode-toolkit-mini"):
+        try:
+            h.update(f"{name}={version(name)}\n".encode())
+        except PackageNotFoundError:
+            h.update(f"{name}=-\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _version_folder() -> Path | None:
+    return _CACHE_ROOT / cache_version() if _CACHE_ROOT is not None else None
+
+
+def _result_path(folder: Path, digest: str) -> Path:
+    return folder / digest[:2] / f"{digest}.json"
+
+
+def _read_result(folder: Path, digest: str) -> tuple[str, ...] | None:
+    """A stored result; None when absent or unreadable (a torn or foreign file is a miss)."""
+    try:
+        stored = json.loads(_result_path(folder, digest).read_text())
+        ids = stored["ids"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        return None
+    return tuple(ids)
+
+
+def _write_result(folder: Path, digest: str, ids: tuple[str, ...]) -> None:
+    """Store a result atomically (a temp file in the same folder, renamed); a folder that cannot be
+    written is no error: the result was computed, only not kept."""
+    path = _result_path(folder, digest)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps({"ids": list(ids)}))
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+def prune_cache(root: str | Path) -> None:
+    """Drop results of other ScanCode or code versions under ``root`` (never asked for again)."""
+    root = Path(root)
+    if not root.is_dir():
+        return
+    for folder in root.iterdir():
+        if folder.is_dir() and folder.name != cache_version():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def spdx_symbols(expression: str) -> set[str]:
