@@ -14,7 +14,10 @@ never holds the content.
 Resume: the output, the LSH index inside it included, is built in a temporary folder renamed at
 the end (``AtomicDir``), so a killed run leaves ``data/dedup`` as it was (its temp folder is removed
 by the next run), and a re-run computes the same outputs from scratch: dedup is one global
-decision over every part, so there are no finished units to reuse.
+decision over every part. What a re-run does not compute again is most of the work, the MinHash
+signatures: they are kept by content hash in ``.starflow/work/dedup/signatures/`` (``sigcache.py``),
+so a grown corpus signs only its new contents, with the same outputs byte for byte.
+``.starflow/work/dedup/last_run.json`` says how many were computed and how many came from the cache.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from prefect import flow, get_run_logger
 
 from flows import tracking
 from flows.config import Params
-from flows.workspace import FILES, REJECTED, stage_dir
+from flows.workspace import FILES, REJECTED, stage_dir, work_dir
+from ray_tasks.dedup.sigcache import SignatureCache
 from ray_tasks.dedup.source import open_dataset
 from ray_tasks.dedup.stage import DedupResult, dedup, write_kept_parts
 from ray_tasks.executor import executor_session
@@ -80,8 +84,9 @@ def dedup_flow(params: Params, parent_run_id: str | None = None) -> dict:
             log.info("dedup: %d files in %d parts, %d row groups, %.1f MB, %s", files.num_rows, len(files.files),
                      files.num_groups, n_bytes / 2**20,
                      "on Ray" if use_ray else "in this process")
-            # The index is built fresh inside the new output folder: a full run.
-            result = dedup(files, out / INDEX, params.dedup, use_ray=use_ray, log=log)
+            # The index is built fresh inside the new output folder: a full run, signatures from the cache.
+            cache = SignatureCache.open(work_dir("dedup"), params.dedup, log)
+            result = dedup(files, out / INDEX, params.dedup, use_ray=use_ray, log=log, signature_cache=cache)
             write_outputs(result, out, use_ray)
         stats = {
             **result.stats,

@@ -30,6 +30,11 @@ signatures_computed, lsh_edges, clusters, largest_cluster, index_docs, used_ray`
 Entry: ``stage.dedup`` then ``stage.write_kept`` (its steps: ``source.py`` for the input's row
 groups, ``tasks.py`` for the map tasks on Ray or here, ``lsh.py`` for signatures, buckets,
 verification and union-find, ``minhash.py`` for shingles and signatures, ``index.py`` for the
-index on disk);
+index on disk, ``sigcache.py`` for the signatures kept across runs by content hash);
 the flow is ``flows/dedup.py``, the command ``flows/cli/dedup.py``.
+
+Work folder (not an output): ``.starflow/work/dedup/signatures/`` keeps every signature by its
+content's sha256, so a re-run signs only contents it has not seen (the outputs and metrics are the
+same byte for byte); ``.starflow/work/dedup/last_run.json`` has ``signatures_computed`` and
+``signatures_from_cache`` of the last run.
 """

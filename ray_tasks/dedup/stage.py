@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,7 @@ from ray_tasks.datasets import PartInfo, PartStream, write_manifest
 from ray_tasks.dedup import index as ix
 from ray_tasks.dedup.lsh import connected_labels, near_duplicate_edges
 from ray_tasks.dedup.params import DedupParams
+from ray_tasks.dedup.sigcache import SignatureCache, content_keys
 from ray_tasks.dedup.source import ParquetSource
 from ray_tasks.dedup.tasks import gather, submit
 from ray_tasks.progress import Progress
@@ -82,6 +83,9 @@ class DedupResult:
     superseded: pa.Table
     """Previously kept documents of the index that a better new copy replaces (incremental runs)."""
     stats: dict
+    signature_cache: dict = field(default_factory=dict)
+    """Signatures computed and taken from the cache by this run (``SignatureCache.finish``'s report):
+    not in ``stats``, which are the same with a cold or a warm cache."""
 
 
 # --------------------------------------------------------------------------- priority
@@ -224,14 +228,17 @@ class _Pick:
 
 
 def dedup(source: ParquetSource, index_dir: str | Path, params: DedupParams, *, use_ray: bool,
-          log: logging.Logger | logging.LoggerAdapter | None = None) -> DedupResult:
+          log: logging.Logger | logging.LoggerAdapter | None = None,
+          signature_cache: SignatureCache | None = None) -> DedupResult:
     """Deduplicate ``source`` against itself and against the index at ``index_dir`` (created if absent).
 
     ``use_ray``: run the map and reduce tasks on Ray (up already; see ``executor_session``
     in ``ray_tasks/executor.py``) or in this process, with identical results. This process
     reads only the small columns; the content is read by the tasks, row group by row group.
     The index is updated in place: a new segment, then the per-document state, then meta.json.
-    ``log`` receives the progress of the signatures (files, bytes, rate, ETA: ``ray_tasks/progress.py``)."""
+    ``log`` receives the progress of the signatures (files, bytes, rate, ETA: ``ray_tasks/progress.py``).
+    ``signature_cache`` (``sigcache.py``): signatures of contents signed before are taken from it and
+    new ones added to it; every output is the same without it (``result.signature_cache`` has the counts)."""
     if source.num_rows == 0:
         raise ValueError(f"{source.files[0]}: no rows to deduplicate")
     root = Path(index_dir).absolute()  # tasks on other nodes write segments under it
@@ -247,9 +254,11 @@ def dedup(source: ParquetSource, index_dir: str | Path, params: DedupParams, *, 
     seg_tmp = root / f".{ix.segment_name(meta)}.tmp"
     ix.ensure_clean(seg_tmp)
     sig_rows = np.flatnonzero(needs_sig)
+    plan = signature_cache.plan(content_keys(batch.hashes.take(pa.array(sig_rows, pa.int64())))) \
+        if signature_cache is not None else None
     with Progress("dedup: signatures", files=len(sig_rows), bytes=int(batch.sizes[sig_rows].sum()), logger=log) as progress:
-        lsh = near_duplicate_edges(source, sig_rows, batch.ids[sig_rows], batch.sizes[sig_rows], seg_tmp,
-                                   [root / s.name for s in meta.segments], params, use_ray, progress)
+        lsh, sig_counts = near_duplicate_edges(source, sig_rows, batch.ids[sig_rows], batch.sizes[sig_rows], seg_tmp,
+                                               [root / s.name for s in meta.segments], params, use_ray, progress, plan)
 
     labels = connected_labels(np.concatenate([state["label"], batch.ids]), np.concatenate([exact, lsh]))
     changed_old = np.flatnonzero(repos.removed_old != state["repo_removed"])
@@ -277,6 +286,7 @@ def dedup(source: ParquetSource, index_dir: str | Path, params: DedupParams, *, 
         "largest_cluster": int(sizes.max()) if len(sizes) else 0,
         "index_docs": int(n_old + source.num_rows),
     }
+    result.signature_cache = signature_cache.finish(plan, sig_counts) if signature_cache is not None else sig_counts
     return result
 
 
