@@ -1,5 +1,6 @@
 """The signature cache only saves time: a warm, a grown and a damaged cache give a cold run's bytes."""
 
+import hashlib
 import json
 import logging
 
@@ -11,7 +12,7 @@ import pytest
 
 from ray_tasks.dedup.minhash import signatures
 from ray_tasks.dedup.params import DedupParams
-from ray_tasks.dedup.sigcache import LAST_RUN, SignatureCache, cache_folder
+from ray_tasks.dedup.sigcache import LAST_RUN, CacheView, SignatureCache, cache_folder, content_keys, write_segment
 from ray_tasks.dedup.source import ParquetSource
 from ray_tasks.dedup.stage import dedup, sha256_hex, write_kept
 from tests.ray_tasks.dedup.test_dedup import _corpus
@@ -34,8 +35,6 @@ def _run(table: pa.Table, out, work=None, row_groups: int = 3):
     write_kept(result, out / "kept.parquet")
     pq.write_table(result.rejected, out / "rejected.parquet")
     pq.write_table(result.clusters, out / "clusters.parquet")
-    import hashlib
-
     files = {str(p.relative_to(out)): hashlib.md5(p.read_bytes()).hexdigest()
              for p in sorted(out.rglob("*")) if p.is_file() and p.name != "in.parquet"}
     return files, result.stats, result.signature_cache
@@ -131,3 +130,28 @@ def test_other_parameters_use_another_folder_and_the_old_one_is_dropped(tmp_path
                    use_ray=False, signature_cache=cache)
     assert result.signature_cache["signatures_from_cache"] == 0
     assert [p.name for p in (tmp_path / "work" / "signatures").iterdir()] == [cache_folder(tmp_path / "work", other).name]
+
+
+def test_a_node_without_the_cache_folder_computes_and_only_logs_the_failed_write(tmp_path, caplog):
+    keys = content_keys(pa.array(["ab" * 32, "cd" * 32]))
+    out = np.zeros((2, 4), np.uint32)
+    hit = CacheView(str(tmp_path / "elsewhere"), ("0" * 32,)).fill(out, keys, np.array([0, -1]), np.array([0, 0]))
+    assert not hit.any()  # the segment is not there: both rows are left to compute
+    (tmp_path / "file").write_text("a file, not a folder")
+    with caplog.at_level(logging.WARNING):
+        assert write_segment(tmp_path / "file" / "sub", keys, out) is None
+    assert "not written" in caplog.text
+
+
+def test_a_warm_cache_on_ray_gives_the_local_cold_bytes(tmp_path, ray_session):
+    table = _with_sha(_corpus(200, seed=9))
+    cold, cold_stats, _ = _run(table, tmp_path / "cold", tmp_path / "work")
+    out = tmp_path / "ray"
+    out.mkdir()
+    pq.write_table(table, out / "in.parquet", row_group_size=-(-table.num_rows // 3))
+    result = dedup(ParquetSource.open([out / "in.parquet"]), out / "index", CFG, use_ray=True,
+                   signature_cache=SignatureCache.open(tmp_path / "work", CFG))
+    assert result.stats == cold_stats and result.signature_cache["signatures_computed"] == 0
+    for name, digest in cold.items():
+        if name.startswith("index/"):
+            assert hashlib.md5((out / name).read_bytes()).hexdigest() == digest, name
