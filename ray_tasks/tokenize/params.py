@@ -12,6 +12,10 @@ class TokenizeParams(StageParams):
 
     tokenizer_path: str | None = None
     """Use this tokenizer (HF folder or tokenizer.json with the 38 special tokens) instead of training one."""
+    tokenizer_version: int = Field(default=1, ge=1)
+    """The stage trains its tokenizer once and keeps it in ``data/tokenizer`` as the data grows (a model
+    can then continue on new data: ``ray_tasks/tokenize/kept.py``); bump this to train a new one, which
+    means training from scratch (``train.init_from: scratch``)."""
     vocab_size: int = Field(default=4096, ge=300)
     """BPE vocabulary size including the 38 StarCoder2 special tokens (paper: 49152)."""
     min_frequency: int = Field(default=2, ge=1)

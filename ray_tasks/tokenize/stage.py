@@ -39,6 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ray_tasks.tokenize import kept
 from ray_tasks.tokenize.cache import cache_key, chunk_tokens, prune_chunks
 from ray_tasks.tokenize.documents import Chunk, encode_repositories, repo_rng
 from ray_tasks.tokenize.fim import FimCounts
@@ -53,14 +54,22 @@ VAL_COLUMNS = ("repo_name", "path", "content", "language", "sha256")
 
 
 def prepare(src: str | Path | pa.Table, out: Path, params: TokenizeParams, work: Path | None = None,
-            use_ray: bool = False) -> dict:
+            use_ray: bool = False, kept_tokenizer: Path | None = None) -> dict:
     """Write the stage's outputs into ``out`` and return its stats (metrics/tokenize.json).
-    ``src``: the curated dataset (a folder), a Parquet file, or a table."""
+    ``src``: the curated dataset (a folder), a Parquet file, or a table. ``kept_tokenizer``: the
+    folder of the tokenizer kept between runs (``kept.py``): used when it was trained with today's
+    settings, else trained here and kept there."""
     parts = input_parts(src)
-    found = scan(parts, params.seed, None if params.tokenizer_path else params.train_max_bytes)
+    reuse = kept.usable(kept_tokenizer, params)
+    found = scan(parts, params.seed, None if params.tokenizer_path or reuse else params.train_max_bytes)
     if found.rows == 0:
         raise ValueError("tokenize: the curated table is empty; nothing to train on")
-    tok = get_tokenizer(parts, found, params, work)
+    if reuse:
+        tok = kept.load(kept_tokenizer)
+    else:
+        tok = get_tokenizer(parts, found, params, work)
+        if kept_tokenizer is not None and not params.tokenizer_path:
+            kept.save(kept_tokenizer, tok, params)
     save_hf_tokenizer(tok, out / "tokenizer", model_max_length=params.seq_len_stage2)
     vocab = tok.get_vocab_size()
 
