@@ -184,7 +184,10 @@ def _on_ray(jobs: list[tuple[int, Path]], parts: list[InputPart], steps: CurateS
     task reads its part and writes its kept rows itself; what comes back is small)."""
     import ray
 
-    remote = ray.remote(curate_part)
+    # SPREAD: a task reads and writes its part itself, so data locality buys nothing, and Ray's
+    # default (the node holding the largest argument, ``steps``: the driver's) put every part on the
+    # head of a two-node cluster (seen in tests/ray_tasks/test_multinode.py).
+    remote = ray.remote(curate_part).options(scheduling_strategy="SPREAD")
     steps_ref = ray.put(steps)
     queue = iter(jobs)
     pending: dict[Any, tuple[int, Path]] = {}
