@@ -3,8 +3,8 @@
 The stage's output (the LSH index included) is rebuilt from scratch on every run, but a file's
 signature depends only on its content and the signature parameters, so it is kept here, in a work
 folder outside the output (``.starflow/work/dedup/signatures/<digest>/``, ``<digest>`` of
-``DedupParams.signature_config()``, this package's ``minhash.py`` and the rensa and Arrow
-versions: any change that could change a signature starts an empty folder).
+``DedupParams.signature_config()``, this package's ``minhash.py`` and the rensa, Arrow, NumPy and
+Numba versions: any change that could change a signature starts an empty folder).
 
 Layout: immutable segments, each two files named by the sha256 of their bytes::
 
@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import shutil
+import time
 import uuid
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -55,6 +56,7 @@ _log = logging.getLogger(__name__)
 def cache_folder(work: str | Path, params: DedupParams) -> Path:
     """The folder of the signatures that ``params`` and this code compute (absolute: tasks may run elsewhere)."""
     ident = {"config": params.signature_config(), "rensa": metadata.version("rensa"), "pyarrow": pa.__version__,
+             "numpy": np.__version__, "numba": metadata.version("numba"),
              "minhash": hashlib.sha256(Path(minhash.__file__).read_bytes()).hexdigest()}
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
     return Path(work).absolute() / "signatures" / digest
@@ -155,6 +157,8 @@ class SignatureCache:
     names: list[str] = field(default_factory=list)
     keys: list[np.ndarray] = field(default_factory=list)
     damaged: int = 0
+    opened_at: float = field(default_factory=time.time)
+    """Files newer than this that ``finish`` does not know are a concurrent run's: left alone."""
 
     @classmethod
     def open(cls, work: str | Path, params: DedupParams,
@@ -239,14 +243,23 @@ class SignatureCache:
         return name
 
     def _drop_leftovers(self, keep: set[str]) -> None:
-        """Temporary files, signatures without keys, and the folders of other parameters or code."""
+        """Temporary files, signatures without keys, and the folders of other parameters or code.
+        A file written since this run opened the cache may be a concurrent run's segment being
+        written (temporary name, or signatures before keys): it is left for the next run."""
         for path in self.folder.iterdir():
             name = path.name.split(".")[0]
-            if path.name.startswith(".") or name not in keep:
+            if (path.name.startswith(".") or name not in keep) and _older_than(path, self.opened_at):
                 path.unlink(missing_ok=True)
         for other in self.folder.parent.iterdir():
             if other != self.folder and other.is_dir():
                 shutil.rmtree(other, ignore_errors=True)
+
+
+def _older_than(path: Path, when: float) -> bool:
+    try:
+        return path.stat().st_mtime < when
+    except OSError:  # removed meanwhile
+        return False
 
 
 def _segment_names(folder: Path) -> list[str]:

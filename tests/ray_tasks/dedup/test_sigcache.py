@@ -3,6 +3,8 @@
 import hashlib
 import json
 import logging
+import os
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -155,3 +157,19 @@ def test_a_warm_cache_on_ray_gives_the_local_cold_bytes(tmp_path, ray_session):
     for name, digest in cold.items():
         if name.startswith("index/"):
             assert hashlib.md5((out / name).read_bytes()).hexdigest() == digest, name
+
+
+def test_a_killed_runs_leftovers_go_and_a_concurrent_runs_files_stay(tmp_path):
+    table = _with_sha(_corpus(60, seed=2))
+    _run(table, tmp_path / "cold", tmp_path / "work")
+    folder = cache_folder(tmp_path / "work", CFG)
+    killed = folder / ".0123.sig.npy.dead.tmp"  # a run killed while writing, an hour ago
+    killed.write_bytes(b"partial")
+    os.utime(killed, (time.time() - 3600,) * 2)
+    cache = SignatureCache.open(tmp_path / "work", CFG)
+    concurrent = folder / ".4567.sig.npy.live.tmp"  # another run writing now
+    concurrent.write_bytes(b"in progress")
+    result = dedup(ParquetSource.open([tmp_path / "cold" / "in.parquet"]), tmp_path / "again" / "index", CFG,
+                   use_ray=False, signature_cache=cache)
+    assert result.signature_cache["signatures_computed"] == 0
+    assert not killed.exists() and concurrent.exists()
