@@ -142,6 +142,8 @@ def test_killed_ingest_and_dedup_resume_to_the_uninterrupted_outputs(tmp_path):
     _kill_when(proc, lambda: any((a / "data").glob(".dedup.*.tmp")))
     log = (a / "killed-ingest-dedup.log").read_text()
     assert f"ingest: {N_REPOS} groups, {BLOCKED_REPO} reused" in log, [ln for ln in log.splitlines() if "ingest" in ln]
+    # per repository too: the finished ones are not computed again, the others are
+    assert f"{N_REPOS} repositories, {BLOCKED_REPO} reused, {N_REPOS - BLOCKED_REPO} to compute" in log
     assert (a / "data" / "ingest" / "files" / "_manifest.json").is_file()
     assert not list((a / "data").glob(".ingest.*.tmp"))  # the stale half-output was removed
     assert not (a / "data" / "dedup").exists()
@@ -149,6 +151,7 @@ def test_killed_ingest_and_dedup_resume_to_the_uninterrupted_outputs(tmp_path):
     # A: both again: ingest reuses every group (no work), dedup computes from scratch
     log = _stage(a, "ingest", "dedup")
     assert f"ingest: {N_REPOS} groups, {N_REPOS} reused from .starflow/work/ingest, 0 to compute" in log
+    assert f"computed 0 of {N_REPOS} repositories" in log
     assert not list((a / "data").glob(".dedup.*.tmp"))
 
     assert uninterrupted.wait(timeout=600) == 0, (b / "killed-ingest-dedup.log").read_text()[-4000:]

@@ -86,12 +86,29 @@ def _scan_cached(digest: str, text: str) -> tuple[str, ...]:
     stored = _read_result(folder, digest) if folder is not None else None
     if stored is not None:
         COUNTS["cache_hits"] += 1
+        _KEPT.add((folder, digest))
         return stored
     ids = _scan(text)
     COUNTS["scans"] += 1
-    if folder is not None:
+    if folder is not None:  # absent or damaged there: (re)written
         _write_result(folder, digest, ids)
+        _KEPT.add((folder, digest))
     return ids
+
+
+_KEPT: set[tuple[Path, str]] = set()
+"""(folder, digest) of results this process knows the folder holds."""
+
+
+def _keep(digest: str, ids: tuple[str, ...]) -> None:
+    """Make sure the folder in use holds this result: also when it came from this process's memory
+    (scanned before the folder was set, or for another folder)."""
+    folder = _version_folder()
+    if folder is None or (folder, digest) in _KEPT:
+        return
+    if not _result_path(folder, digest).is_file():
+        _write_result(folder, digest, ids)
+    _KEPT.add((folder, digest))
 
 
 def _scan(text: str) -> tuple[str, ...]:
@@ -122,7 +139,10 @@ def scancode_ids(text: str) -> list[str]:
     """ScanCode alone (what the fast pass is measured against)."""
     if not text.strip():
         return []
-    return list(_scan_cached(text_digest(text), text))
+    digest = text_digest(text)
+    ids = _scan_cached(digest, text)
+    _keep(digest, ids)
+    return list(ids)
 
 
 def text_digest(text: str) -> str:

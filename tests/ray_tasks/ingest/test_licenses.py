@@ -1,6 +1,7 @@
 import re
 import textwrap
 from email.message import Message
+from pathlib import Path
 
 from tests.conftest import GPL, MIT
 from ray_tasks.ingest.licenses import (
@@ -99,3 +100,85 @@ def test_known_license_texts_are_answered_without_scancode_and_agree_with_it():
     assert known_license("Licensed under the MIT license.") is None
     assert known_license(APACHE_NOTICE) is None and licenses_from_text(APACHE_NOTICE) == {"Apache-2.0"}
     assert normalise("Copyright (c) 2020 X\nPermission is  granted,\nfree!") == "permission is granted free"
+
+
+def _fresh_memory():
+    """Forget this process's in-memory ScanCode results (the disk cache is what is under test)."""
+    from ray_tasks.ingest import license_scan
+
+    license_scan._scan_cached.cache_clear()
+
+
+def test_scancode_results_are_kept_by_text_on_disk_and_a_hit_never_asks_for_the_index(tmp_path):
+    from ray_tasks.ingest import license_scan
+
+    text = APACHE_NOTICE + "\nSee NOTICE for this test's own attribution.\n"  # not a known text: ScanCode's
+    _fresh_memory()
+    plain = license_scan.scancode_ids(text)  # no folder: ScanCode itself
+    assert plain == ["Apache-2.0"]
+    _fresh_memory()
+    scans, hits = license_scan.COUNTS["scans"], license_scan.COUNTS["cache_hits"]
+    with license_scan.result_cache(tmp_path):
+        assert license_scan.scancode_ids(text) == plain
+    assert license_scan.COUNTS["scans"] == scans + 1  # a miss: scanned, then stored
+    (stored,) = tmp_path.rglob("*.json")
+    assert stored.name == f"{license_scan.text_digest(text)}.json"
+    assert stored.parent.parent.name == license_scan.cache_version()  # ScanCode's and this code's version
+    _fresh_memory()
+    asked = license_scan._detector.cache_info()
+    with license_scan.result_cache(tmp_path):
+        assert license_scan.scancode_ids(text) == plain
+    assert (license_scan.COUNTS["scans"], license_scan.COUNTS["cache_hits"]) == (scans + 1, hits + 1)
+    assert license_scan._detector.cache_info() == asked  # the index was not even asked for
+    stored.write_text("{torn")  # a damaged result is a miss: scanned again and rewritten
+    _fresh_memory()
+    with license_scan.result_cache(tmp_path):
+        assert license_scan.scancode_ids(text) == plain
+    assert license_scan.COUNTS["scans"] == scans + 2 and '"Apache-2.0"' in stored.read_text()
+
+
+def test_a_repository_whose_license_texts_were_scanned_in_another_costs_no_scancode_call(tmp_path):
+    import json
+
+    import pyarrow.parquet as pq
+
+    from ray_tasks.ingest import license_scan
+    from ray_tasks.ingest.params import IngestParams
+    from ray_tasks.ingest.sources import directory_repositories
+    from ray_tasks.ingest.stage import LAST_RUN, ingest_to
+
+    readme = "# Tool\n\nA tool.\n\n## License\n\n" + APACHE_NOTICE
+    vendored = MIT.replace("2024 Example", "2031 Vendor Q")
+
+    def corpus(name: str, repo: str) -> Path:
+        root = tmp_path / name / repo
+        (root / "third_party" / "v").mkdir(parents=True)
+        (root / "README.md").write_text(readme)
+        (root / "third_party" / "v" / "LICENSE").write_text(vendored)
+        (root / f"{repo}.py").write_text(f"NAME = {repo!r}\n")
+        return root.parent
+
+    def run(source: Path, out: str, cache: Path | None) -> dict:
+        _fresh_memory()
+        (tmp_path / out).mkdir()
+        ingest_to(tmp_path / out, list(directory_repositories(source, None)), IngestParams(), False,
+                  work_dir=tmp_path / f"work-{out}", license_cache=cache)
+        return json.loads((tmp_path / f"work-{out}" / LAST_RUN).read_text())
+
+    cache = tmp_path / "scancode"
+    (cache / "0123456789abcdef").mkdir(parents=True)  # results of another ScanCode version: pruned
+    first = run(corpus("one", "alpha"), "first", cache)
+    assert first["scancode_scans"] == 2 and not (cache / "0123456789abcdef").exists()
+    asked = license_scan._detector.cache_info()
+    other = corpus("two", "beta")  # another repository, the same license texts
+    second = run(other, "second", cache)
+    assert (second["scancode_scans"], second["scancode_cache_hits"]) == (0, 2)
+    assert license_scan._detector.cache_info() == asked  # ScanCode's index not asked for
+    without = run(other, "without", None)
+    assert without["scancode_scans"] == 2
+    assert pq.read_table(tmp_path / "second" / "repos.parquet").equals(pq.read_table(tmp_path / "without" / "repos.parquet"))
+    licenses = pq.read_table(tmp_path / "second" / "repos.parquet").to_pylist()[0]
+    assert licenses["license_files"] == "README.md,third_party/v/LICENSE"
+    assert licenses["detected_licenses"] == "Apache-2.0,MIT"
+    for name in ("files/part-00000.parquet", "rejected.parquet", "repos.parquet"):
+        assert (tmp_path / "second" / name).read_bytes() == (tmp_path / "without" / name).read_bytes()

@@ -67,14 +67,14 @@ def _params(path, endpoint: str, tmp_path: Path, **kw) -> IngestParams:
     return IngestParams.model_validate({"sources": [source]})
 
 
-def _run(cfg: IngestParams, out: Path, use_ray: bool = False) -> tuple[dict, dict[str, pa.Table]]:
+def _run(cfg: IngestParams, out: Path, use_ray: bool = False, work_dir: Path | None = None) -> tuple[dict, dict[str, pa.Table]]:
     """The stage's own entry: sources listed, then ``ingest_to`` (what ``flows/ingest.py`` runs)."""
     from ray_tasks.tables import read_table
 
     skips = SourceSkips()
     repos = list(repositories(cfg.sources, skips=skips))
     out.mkdir(parents=True, exist_ok=True)
-    stats = ingest_to(out, repos, cfg, use_ray, source_skips=skips.files)
+    stats = ingest_to(out, repos, cfg, use_ray, source_skips=skips.files, work_dir=work_dir)
     tables = {}
     for name in ("files", "rejected"):  # a dataset folder or one file, whichever the stage writes
         tables[name] = read_table(out / name if (out / name).exists() else out / f"{name}.parquet", required=())
@@ -148,6 +148,28 @@ def test_throttling_dropped_connections_and_cut_bodies_are_retried(s3, tmp_path)
     # By default a fetch that fails for good stops the stage (a transient outage is not a property of the data).
     with pytest.raises(stack_v2.FetchFailed, match=rf"1 of 4 contents of a/lib .*/src/two_members.py: .*{blob_id(3)}: InternalError \(HTTP 500\) after 2 tries"):
         _run(_params(ids, s3.proxy_url, tmp_path, max_attempts=2, cache_dir=None), tmp_path / "out2")
+
+
+def test_a_repository_with_failed_fetches_is_not_kept_the_next_run_redoes_it_alone(s3, tmp_path):
+    import json
+
+    from ray_tasks.ingest.stage import LAST_RUN
+
+    ids = _release(s3, tmp_path / "ids")
+    s3.fail(f"content/{blob_id(0)}", times=2, kind="500")  # a/lib's /src/x.py: both tries of the first run
+    cfg = _params(ids, s3.proxy_url, tmp_path, max_attempts=2, cache_dir=None, fetch_failures="reject")
+    work = tmp_path / "work"
+    stats, _ = _run(cfg, tmp_path / "one", work_dir=work)
+    assert stats["rejected_by_reason"]["fetch_failed"] == 1
+    _run(cfg, tmp_path / "two", work_dir=work)  # the blob is served now
+    counts = json.loads((work / LAST_RUN).read_text())
+    assert (counts["repositories_computed"], counts["repositories_reused"], counts["groups_reused"]) == (1, 2, 0)
+    assert counts["bytes_read"] == 400  # a/lib's files only
+    _run(cfg, tmp_path / "cold")
+    output = ("files/part-00000.parquet", "files/_manifest.json", "rejected.parquet", "repos.parquet")
+    assert [(tmp_path / "two" / f).read_bytes() == (tmp_path / "cold" / f).read_bytes() for f in output] == [True] * 4
+    _run(cfg, tmp_path / "three", work_dir=work)  # nothing failed last time: the group is kept whole
+    assert json.loads((work / LAST_RUN).read_text())["groups_reused"] == 1
 
 
 def test_an_unreachable_endpoint_stops_the_stage_or_is_counted_never_hangs(s3, tmp_path):
