@@ -323,7 +323,7 @@ class IngestPlan:
         assembled = sum(1 for i, m in enumerate(self.missing) if not m and not self.reused[i])
         return (f"{len(self.groups)} groups, {sum(self.reused)} reused from {work_dir}, {len(self.todo)} to compute, "
                 f"{assembled} assembled from stored repositories; {n_repos} repositories, "
-                f"{n_repos - n_missing} reused, {n_missing} to compute ({self.todo_bytes / 1e6:.1f} MB to read)")
+                f"{n_repos - n_missing} reused, {n_missing} to compute ({self.todo_bytes / 1e6:.2f} MB to read)")
 
 
 def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
@@ -389,7 +389,7 @@ class RunAccount:
     def line(self) -> str:
         c = self.counts
         return (f"computed {c['repositories_computed']} of {c['repositories']} repositories "
-                f"({c['bytes_read'] / 1e6:.1f} MB read; ScanCode: {c['scancode_scans']} scans, "
+                f"({c['bytes_read'] / 1e6:.2f} MB read; ScanCode: {c['scancode_scans']} scans, "
                 f"{c['scancode_cache_hits']} cached results); groups: {c['groups_reused']} reused, "
                 f"{c['groups_assembled']} assembled, {c['groups_computed']} computed")
 
