@@ -2,9 +2,11 @@
 
 The contract is ``ray_tasks/curate/__init__.py``; the work is ``ray_tasks.curate.parts.curate_dataset``
 (a unit per input part, on Ray or in this process as ``params.ray`` decides: ``executor_session``,
-``ray_tasks/executor.py``, with the same outputs either way; finished parts kept in
-``.starflow/curate`` for a resumed run). This flow names the folders, and publishes the metrics,
-a Prefect table and MLflow plots.
+``ray_tasks/executor.py``, with the same outputs either way; finished parts and each
+repository's results kept in ``.starflow/curate`` for a resumed or incremental run, which curates
+only the repositories it has not seen; ``.starflow/curate/last_run.json`` says how many parts and
+repositories it computed and reused). This flow names the folders, and publishes the metrics, a
+Prefect table and MLflow plots.
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ def curate_flow(params: Params, parent_run_id: str | None = None) -> dict:
         summary = metrics(run.stats)
         tracking.publish_metrics("curate", summary, table_rows=table_rows(run.stats))
         publish_plots(run.stats, stage_dir("curate") / STATS)
-        log.info("curate: kept %d of %d files (%d parts, %d reused from an interrupted or earlier run)",
-                 run.stats["files_kept"], run.stats["files_in"], run.parts, run.reused)
+        log.info("curate: kept %d of %d files (%d parts, %d reused from an interrupted or earlier run; "
+                 "%d of %d repositories curated, the others' results reused)", run.stats["files_kept"],
+                 run.stats["files_in"], run.parts, run.reused, run.repositories_computed, run.repositories)
     return summary
 
 

@@ -10,23 +10,31 @@ part i (parts hold whole repositories, so they stay whole here too).
 
 Where it runs: a Ray task per part, at most ``curate.max_in_flight`` submitted and not yet
 finished, or part after part in this process; the same tables either way. A part is streamed:
-read batch by batch (``curate.batch_size`` rows, inside its row groups), each batch curated and
-its kept rows written to the part's output as they come (row groups of about
-``KEPT_ROW_GROUP_BYTES``), so a worker holds a row group and a batch, not the part, and the
-driver holds only the parts' small results (rejected rows, contamination rows, accounts): memory
-does not grow with the input, nor with its parts' size. A task reads its part and writes its
+read batch by batch (``curate.batch_size`` rows of the part), each batch curated (its
+repositories' results, below) and its kept rows written to the part's output as they come (row
+groups of about ``KEPT_ROW_GROUP_BYTES``), so a worker holds a row group, a batch and the
+repository it curates (the batches a repository spans), not the part, and the driver holds only
+the parts' small results (rejected rows, contamination rows, accounts): memory does not grow with
+the input, nor with its parts' size. A task reads its part and writes its
 output part itself, like dedup's (ray_tasks/datasets.py): on a cluster of several machines the
 workspace's ``data/`` and ``.starflow/`` must be on storage every node sees.
 
-Resume: each finished part is kept in the work folder (``work/parts/<key>/``, written under a
-temporary name and renamed, its ``done.json`` naming the kept part's rows, bytes and sha256 and
-holding the part's account), under a key that digests the input part's sha256 (from the input's
-manifest), the params, the code of the stage and what the malware and decontamination steps
-were built from. A run killed mid-way re-runs only the parts it had not finished; a re-run of a
-finished run curates nothing and only assembles. The output appears whole in ``out`` (the flow's
-``AtomicDir``): ``files/`` (parts hard-linked from the work folder, or copied where links are not
-possible; ``_manifest.json`` last), ``rejected.parquet`` and ``contamination.parquet`` (streamed
-part by part) and ``stats.json``. Work entries of other keys are removed after a successful run.
+Resume and incremental runs, at two grains. Each finished part is kept in the work folder
+(``work/parts/<key>/``, written under a temporary name and renamed, its ``done.json`` naming the
+kept part's rows, bytes and sha256, holding the part's account and listing its repositories'
+keys), under a key that digests the input part's sha256 (from the input's manifest), the params,
+the code of the stage and what the malware and decontamination steps were built from. A part
+whose key misses (new, or changed because repositories were added to it or edited) is curated
+repository by repository (ray_tasks/curate/repo_cache.py): each repository's results are kept
+in ``work/repos/`` under a key of its rows and the same digest, so only repositories never seen
+before are curated, the rest of the part is rebuilt from their results, byte for byte what
+curating it all gives. A run killed mid-way re-runs only the parts it had not finished, and in
+those only the repositories it had not stored; a re-run of a finished run curates nothing and
+only assembles. The output appears whole in ``out`` (the flow's ``AtomicDir``): ``files/``
+(parts hard-linked from the work folder, or copied where links are not possible;
+``_manifest.json`` last), ``rejected.parquet`` and ``contamination.parquet`` (streamed part by
+part) and ``stats.json``. Work entries of other keys (parts and repositories the run did not
+use) are removed after a successful run, and ``work/last_run.json`` says what it computed.
 """
 
 from __future__ import annotations
@@ -48,7 +56,8 @@ import pyarrow.parquet as pq
 
 from ray_tasks.curate.decontaminate import REPORT_SCHEMA
 from ray_tasks.curate.params import CurateParams
-from ray_tasks.curate.stage import CurateSteps, build_steps, curate_table
+from ray_tasks.curate.repo_cache import RepoStore, batches_with_results, rows_digest
+from ray_tasks.curate.stage import CurateSteps, build_steps, curate_rows, curate_table, replay
 from ray_tasks.curate.stats import merge_accounts
 from ray_tasks.datasets import PartInfo, PartStream, is_dataset, open_part, part_name, read_manifest, write_manifest
 from ray_tasks.tables import REJECTED_SCHEMA, write_json_atomic, write_parquet_atomic
@@ -57,6 +66,7 @@ REJECTED = "rejected.parquet"
 CONTAMINATION = "contamination.parquet"
 STATS = "stats.json"
 DONE = "done.json"
+LAST_RUN = "last_run.json"
 KEPT_ROW_GROUP_BYTES = 16 << 20
 """Kept rows are buffered to about this many bytes (Arrow) per row group of an output part."""
 EXECUTION_ONLY = {"max_in_flight"}
@@ -83,13 +93,23 @@ class CurateRun:
     parts: int
     reused: int
     """Parts taken from the work folder (finished by an earlier, maybe interrupted, run)."""
+    repositories: int = 0
+    repositories_computed: int = 0
+    """Repositories curated by this run (the others' results came from the work folder)."""
+
+    def counts(self) -> dict[str, int]:
+        """``last_run.json``: what was computed and what reused."""
+        return {"parts": self.parts, "parts_reused": self.reused, "parts_computed": self.parts - self.reused,
+                "repositories": self.repositories, "repositories_computed": self.repositories_computed,
+                "repositories_reused": self.repositories - self.repositories_computed}
 
 
 # --------------------------------------------------------------------------- the stage
 def curate_dataset(src: str | Path, out: Path, cfg: CurateParams, use_ray: bool, work: Path | None = None,
                    log: Log | None = None, files_name: str = "files") -> CurateRun:
     """Curate every part of the dataset ``src`` into ``out`` (``files_name``/, rejected.parquet,
-    contamination.parquet, stats.json); ``work`` keeps finished parts for a resumed run."""
+    contamination.parquet, stats.json); ``work`` keeps finished parts and repositories for a
+    resumed or incremental run, and ``last_run.json`` (``CurateRun.counts``)."""
     log = log or logging.getLogger(__name__)
     parts, schema = input_parts(src)
     steps = build_steps(cfg, log)
@@ -102,13 +122,24 @@ def curate_dataset(src: str | Path, out: Path, cfg: CurateParams, use_ray: bool,
         log.info("curate: %d parts, %d finished by an earlier run, %d to curate (%s)", len(parts), len(records),
                  len(todo), "on Ray" if use_ray and todo else "in this process")
         jobs = [(i, store.begin(keys[i])) for i in todo]
-        runner = _on_ray(jobs, parts, steps, cfg, out_schema) if use_ray and todo else _here(jobs, parts, steps, cfg, out_schema)
-        for n, (i, folder, done) in enumerate(runner, 1):
+        units = (str(store.repos.root), base)
+        run = _on_ray if use_ray and todo else _here
+        computed = 0
+        for n, (i, folder, done) in enumerate(run(jobs, parts, steps, cfg, out_schema, units), 1):
             records[i] = store.finish(keys[i], folder, done)
-            log.info("curate: part %d/%d done (%d of %d files kept)", n, len(todo), done.kept.rows, parts[i].rows)
-        stats = assemble(out, files_name, [store.path(k) for k in keys], [records[i] for i in range(len(parts))], out_schema)
-        store.prune(set(keys))
-    return CurateRun(stats, len(parts), len(parts) - len(todo))
+            computed += done.computed
+            log.info("curate: part %d/%d done (%d of %d files kept; %d of %d repositories curated)", n, len(todo),
+                     done.kept.rows, parts[i].rows, done.computed, len(done.repositories))
+        ordered = [records[i] for i in range(len(parts))]
+        stats = assemble(out, files_name, [store.path(k) for k in keys], ordered, out_schema)
+        repositories = [key for r in ordered for key in r.get("repositories", [])]
+        result = CurateRun(stats, len(parts), len(parts) - len(todo), len(repositories), computed)
+        store.prune(set(keys), set(repositories))
+        if work is not None:
+            write_json_atomic(result.counts(), Path(work) / LAST_RUN)
+    log.info("curate: %d parts, %d reused, %d computed: %d of %d repositories computed", result.parts, result.reused,
+             result.parts - result.reused, result.repositories_computed, result.repositories)
+    return result
 
 
 def input_parts(src: str | Path) -> tuple[list[InputPart], pa.Schema]:
@@ -145,18 +176,25 @@ class PartDone:
     rejected: pa.Table
     contamination: pa.Table
     account: dict
+    repositories: list[str]
+    """The keys of the part's repositories' results (``work/repos/``), in order."""
+    computed: int
+    """How many of them this call curated (the others were in the store)."""
 
 
-def curate_part(address: str, steps: CurateSteps, cfg: CurateParams, schema: pa.Schema, dest: str) -> PartDone:
-    """One part (a Ray task, or a call here), streamed: ``curate_table`` on each batch, the kept
-    rows (in the output's schema, so every part of ``files/`` has the same one) written to part 0
-    of ``dest`` as they come, the batches' accounts merged in order."""
+def curate_part(address: str, steps: CurateSteps, cfg: CurateParams, schema: pa.Schema, dest: str,
+                repos: str, base: str) -> PartDone:
+    """One part (a Ray task, or a call here), streamed: each batch's ``curate_table``, rebuilt from
+    its repositories' results (``stage.replay``; the results from the store ``repos``, or curated
+    and stored), the kept rows (in the output's schema, so every part of ``files/`` has the same
+    one) written to part 0 of ``dest`` as they come, the batches' accounts merged in order."""
     pf = open_part(address)
+    units = _Repositories(RepoStore(repos), base, steps, cfg, pf.schema_arrow)
     rejected, contamination, accounts = [], [], []
     buffer: list[pa.Table] = []
     with PartStream(dest, 0, schema) as out:
-        for batch in pf.iter_batches(batch_size=cfg.batch_size):
-            curated = curate_table(pa.Table.from_batches([batch]), steps, cfg)
+        for batch, rows in batches_with_results(pf.iter_batches(batch_size=cfg.batch_size), units.resolve):
+            curated = replay(batch, rows, steps, cfg)
             buffer.append(curated.kept.select(schema.names).cast(schema))
             rejected.append(curated.rejected)
             contamination.append(curated.contamination)
@@ -169,17 +207,39 @@ def curate_part(address: str, steps: CurateSteps, cfg: CurateParams, schema: pa.
     if not accounts:  # an empty part: the account of no files
         accounts.append(curate_table(pf.schema_arrow.empty_table(), steps, cfg).stats)
     return PartDone(out.info, pa.concat_tables([REJECTED_SCHEMA.empty_table(), *rejected]),
-                    pa.concat_tables([REPORT_SCHEMA.empty_table(), *contamination]), merge_accounts(accounts))
+                    pa.concat_tables([REPORT_SCHEMA.empty_table(), *contamination]), merge_accounts(accounts),
+                    units.keys, units.computed)
+
+
+class _Repositories:
+    """A part's repositories' results: from the store when their key is there, else curated
+    (``stage.curate_rows``, the repository whole) and stored."""
+
+    def __init__(self, store: RepoStore, base: str, steps: CurateSteps, cfg: CurateParams, schema: pa.Schema):
+        self.store, self.base, self.steps, self.cfg = store, base, steps, cfg
+        self.schema = curate_rows(schema.empty_table(), steps, cfg).schema
+        self.keys: list[str] = []
+        self.computed = 0
+
+    def resolve(self, files: pa.Table) -> pa.Table:
+        key = digest([self.base, rows_digest(files)])
+        self.keys.append(key)
+        rows = self.store.load(key, self.schema)
+        if rows is None or rows.num_rows != files.num_rows:
+            rows = curate_rows(files, self.steps, self.cfg).cast(self.schema)
+            self.store.save(key, rows)
+            self.computed += 1
+        return rows
 
 
 def _here(jobs: list[tuple[int, Path]], parts: list[InputPart], steps: CurateSteps, cfg: CurateParams,
-          schema: pa.Schema) -> Iterator[tuple[int, Path, PartDone]]:
+          schema: pa.Schema, units: tuple[str, str]) -> Iterator[tuple[int, Path, PartDone]]:
     for i, folder in jobs:
-        yield i, folder, curate_part(parts[i].address, steps, cfg, schema, str(folder))
+        yield i, folder, curate_part(parts[i].address, steps, cfg, schema, str(folder), *units)
 
 
 def _on_ray(jobs: list[tuple[int, Path]], parts: list[InputPart], steps: CurateSteps, cfg: CurateParams,
-            schema: pa.Schema) -> Iterator[tuple[int, Path, PartDone]]:
+            schema: pa.Schema, units: tuple[str, str]) -> Iterator[tuple[int, Path, PartDone]]:
     """Parts as Ray tasks, at most ``cfg.max_in_flight`` submitted and not yet handed back (each
     task reads its part and writes its kept rows itself; what comes back is small)."""
     import ray
@@ -197,7 +257,7 @@ def _on_ray(jobs: list[tuple[int, Path]], parts: list[InputPart], steps: CurateS
         if job is None:
             return False
         i, folder = job
-        pending[remote.remote(parts[i].address, steps_ref, cfg, schema, str(folder))] = job
+        pending[remote.remote(parts[i].address, steps_ref, cfg, schema, str(folder), *units)] = job
         return True
 
     while len(pending) < cfg.max_in_flight and submit():
@@ -263,10 +323,12 @@ def _link_or_copy(src: Path, dest: Path) -> None:
 # --------------------------------------------------------------------------- the work folder
 class PartStore:
     """Finished parts under ``root/parts/<key>/``: the kept part, the rejected and contamination
-    rows, and ``done.json`` (the kept part's PartInfo and the part's account)."""
+    rows, and ``done.json`` (the kept part's PartInfo, the part's account, its repositories'
+    keys); the repositories' results in ``repos`` (``root/repos/``)."""
 
     def __init__(self, root: Path):
         self.root = Path(root) / "parts"
+        self.repos = RepoStore(Path(root) / "repos")
 
     def path(self, key: str) -> Path:
         return self.root / key
@@ -287,7 +349,8 @@ class PartStore:
         try:
             write_parquet_atomic(done.rejected, tmp / REJECTED)
             write_parquet_atomic(done.contamination, tmp / CONTAMINATION)
-            record = {"kept": asdict(done.kept), "account": done.account}
+            record = {"kept": asdict(done.kept), "account": done.account, "repositories": done.repositories,
+                      "computed": done.computed}
             write_json_atomic(record, tmp / DONE)
             final = self.path(key)
             if final.exists():
@@ -297,8 +360,10 @@ class PartStore:
             shutil.rmtree(tmp, ignore_errors=True)
         return json.loads(json.dumps(record))  # as load() gives it back: the same account either way
 
-    def prune(self, keep: set[str]) -> None:
-        """Remove entries of other keys (earlier params or inputs) and leftovers of killed writes."""
+    def prune(self, keep: set[str], repositories: set[str]) -> None:
+        """Remove entries of other keys (earlier params or inputs), parts' and repositories', and
+        leftovers of killed writes."""
+        self.repos.prune(repositories)
         if not self.root.is_dir():
             return
         for entry in self.root.iterdir():

@@ -4,6 +4,7 @@ here, part by part (never the whole input at once), resumed from the work folder
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -110,13 +111,16 @@ def test_on_ray_the_same_bytes_as_in_this_process(files, tmp_path, ray_session):
 
 
 def test_memory_holds_a_batch_not_a_part(files, tmp_path, monkeypatch):
-    """Not a timing or RSS test: the stage never reads its input whole, and no table it curates
-    is bigger than a batch (``curate.batch_size`` rows), whatever the parts' size."""
+    """Not a timing or RSS test: the stage never reads its input whole, no table it curates is
+    bigger than a repository (the unit of its cache), and no table it rebuilds is bigger than a
+    batch (``curate.batch_size`` rows), whatever the parts' size."""
     src = write_dataset(files, tmp_path / "in", 4)
     largest_part = max(p.rows for p in datasets.read_manifest(src).parts)
-    seen = []
-    real = parts_mod.curate_table
-    monkeypatch.setattr(parts_mod, "curate_table", lambda t, *a, **k: seen.append(t.num_rows) or real(t, *a, **k))
+    largest_repo = max(Counter(files.column("repo_name").to_pylist()).values())
+    curated, rebuilt = [], []
+    real_rows, real_replay = parts_mod.curate_rows, parts_mod.replay
+    monkeypatch.setattr(parts_mod, "curate_rows", lambda t, *a: curated.append(t.num_rows) or real_rows(t, *a))
+    monkeypatch.setattr(parts_mod, "replay", lambda t, *a: rebuilt.append(t.num_rows) or real_replay(t, *a))
 
     def whole(*a, **k):
         raise AssertionError("the stage read a whole dataset")
@@ -124,8 +128,9 @@ def test_memory_holds_a_batch_not_a_part(files, tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "read_dataset", whole)
     monkeypatch.setattr("ray_tasks.tables.read_dataset", whole)
     curate_dataset(src, tmp_path / "out", CFG, use_ray=False)
-    assert max(seen) == CFG.batch_size < largest_part  # (and a 0-row probe for the output's schema)
-    assert sum(seen) == files.num_rows
+    assert max(curated) == largest_repo > CFG.batch_size and largest_repo < largest_part
+    assert max(rebuilt) == CFG.batch_size < largest_part
+    assert sum(curated) == sum(rebuilt) == files.num_rows  # (and a 0-row probe per part for the results' schema)
 
 
 def test_resume_reuses_finished_parts_and_prunes_stale_ones(files, tmp_path, monkeypatch):

@@ -133,6 +133,12 @@ def test_killed_curate_resumes_to_the_uninterrupted_outputs(tmp_path):
 
     log = _stage(a)
     assert f"curate: {N_PARTS} parts, {BLOCKED} finished by an earlier run, {N_PARTS - BLOCKED} to curate" in log
+    # The blocked part had not started: the parts after the kill curate their repositories, 2 each.
+    counts = json.loads((a / ".starflow" / "curate" / "last_run.json").read_text())
+    assert counts == {"parts": N_PARTS, "parts_reused": BLOCKED, "parts_computed": N_PARTS - BLOCKED,
+                      "repositories": 2 * N_PARTS, "repositories_computed": 2 * (N_PARTS - BLOCKED),
+                      "repositories_reused": 2 * BLOCKED}
+    assert f"{2 * (N_PARTS - BLOCKED)} of {2 * N_PARTS} repositories computed" in log
     # (A re-run after a completed one curates nothing: test_parts.py checks it in-process.)
 
     assert uninterrupted.wait(timeout=600) == 0, (b / "uninterrupted.log").read_text()[-4000:]
