@@ -193,7 +193,7 @@ def curate_part(address: str, steps: CurateSteps, cfg: CurateParams, schema: pa.
     rejected, contamination, accounts = [], [], []
     buffer: list[pa.Table] = []
     with PartStream(dest, 0, schema) as out:
-        for batch, rows in batches_with_results(pf.iter_batches(batch_size=cfg.batch_size), units.resolve):
+        for batch, rows in batches_with_results(pf.iter_batches(batch_size=cfg.batch_size), units.resolve, cfg.batch_size):
             curated = replay(batch, rows, steps, cfg)
             buffer.append(curated.kept.select(schema.names).cast(schema))
             rejected.append(curated.rejected)
@@ -213,7 +213,7 @@ def curate_part(address: str, steps: CurateSteps, cfg: CurateParams, schema: pa.
 
 class _Repositories:
     """A part's repositories' results: from the store when their key is there, else curated
-    (``stage.curate_rows``, the repository whole) and stored."""
+    (``stage.curate_rows``, the missing repositories of a group at once) and stored."""
 
     def __init__(self, store: RepoStore, base: str, steps: CurateSteps, cfg: CurateParams, schema: pa.Schema):
         self.store, self.base, self.steps, self.cfg = store, base, steps, cfg
@@ -221,15 +221,21 @@ class _Repositories:
         self.keys: list[str] = []
         self.computed = 0
 
-    def resolve(self, files: pa.Table) -> pa.Table:
-        key = digest([self.base, rows_digest(files)])
-        self.keys.append(key)
-        rows = self.store.load(key, self.schema)
-        if rows is None or rows.num_rows != files.num_rows:
-            rows = curate_rows(files, self.steps, self.cfg).cast(self.schema)
-            self.store.save(key, rows)
-            self.computed += 1
-        return rows
+    def resolve(self, units: list[pa.Table]) -> list[pa.Table]:
+        keys = [digest([self.base, rows_digest(files)]) for files in units]
+        self.keys += keys
+        found = [self.store.load(key, self.schema) for key in keys]
+        missing = [i for i, rows in enumerate(found) if rows is None or rows.num_rows != units[i].num_rows]
+        if missing:
+            # One call for all: each file's results are the same in whatever table it is curated.
+            computed = curate_rows(pa.concat_tables([units[i] for i in missing]), self.steps, self.cfg).cast(self.schema)
+            start = 0
+            for i in missing:
+                found[i] = computed.slice(start, units[i].num_rows)
+                start += units[i].num_rows
+                self.store.save(keys[i], found[i])
+            self.computed += len(missing)
+        return found
 
 
 def _here(jobs: list[tuple[int, Path]], parts: list[InputPart], steps: CurateSteps, cfg: CurateParams,

@@ -12,12 +12,15 @@ curated again; a missing one is curated whole and stored. Each batch is then reb
 rows' results (``stage.replay``): the same tables, account and in-memory layout the batch's
 ``curate_table`` gives, so the part's output, row groups included, is byte for byte a cold run's.
 
-    for batch, rows in batches_with_results(part.iter_batches(...), resolve):
+    for batch, rows in batches_with_results(part.iter_batches(...), resolve, cfg.batch_size):
         curated = replay(batch, rows, steps, cfg)
 
-Memory: the batches a repository spans are held until it ends (one batch for most; a huge
-repository's rows, one at a time) and its results (a few small columns per file, the redacted
-content only where redaction changed it).
+Repositories are resolved a few at a time (about a batch of rows, or one bigger repository), and
+the missing ones curated together (``curate_rows`` on their rows at once, the results cut back
+per repository): a call per one-file repository would cost more than its file. Memory: the
+batches the repositories being resolved span (one or two for most; a huge repository's rows, one
+at a time) and their results (a few small columns per file, the redacted content only where
+redaction changed it).
 """
 
 from __future__ import annotations
@@ -33,20 +36,22 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 REPO = "repo_name"
-SUFFIX = ".parquet"
+SUFFIX = ".arrow"
+Resolve = Callable[[list[pa.Table]], list[pa.Table]]
+"""Repositories' rows in, their results out (one row per file each), in order."""
 
 
 # --------------------------------------------------------------------------- units
-def batches_with_results(batches: Iterable[pa.RecordBatch], resolve: Callable[[pa.Table], pa.Table]
+def batches_with_results(batches: Iterable[pa.RecordBatch], resolve: Resolve, group_rows: int
                          ) -> Iterator[tuple[pa.Table, pa.Table]]:
     """Each (non-empty) batch with its files' rows of results, in order. The rows are grouped into
-    repositories, each handed whole to ``resolve`` (its rows in, its results out, one row per
-    file) when it ends; a batch comes out once every repository touching it is resolved."""
+    repositories, handed whole to ``resolve`` once they end, a group of about ``group_rows`` rows
+    at a time; a batch comes out once every repository touching it is resolved."""
     pending: deque[pa.Table] = deque()
     results = _Rows()
+    closed = _Closed(resolve, group_rows, results)
     unit: list[pa.Table] = []
     name: object = object()  # no repository open yet (None is a name: rows without one)
     for record_batch in batches:
@@ -58,25 +63,43 @@ def batches_with_results(batches: Iterable[pa.RecordBatch], resolve: Callable[[p
         for repo, run in groupby(batch.column(REPO).to_pylist()):
             n = sum(1 for _ in run)
             if unit and repo != name:
-                results.add(_resolved(resolve, unit))
+                closed.add(pa.concat_tables(unit))
                 unit = []
             name = repo
             unit.append(batch.slice(start, n))
             start += n
         yield from _ready(pending, results)
     if unit:
-        results.add(_resolved(resolve, unit))
+        closed.add(pa.concat_tables(unit))
+    closed.flush()
     yield from _ready(pending, results)
     if pending:
         raise AssertionError("curate: batches left without results")  # cannot happen: every row is in a unit
 
 
-def _resolved(resolve: Callable[[pa.Table], pa.Table], pieces: list[pa.Table]) -> pa.Table:
-    unit = pa.concat_tables(pieces)
-    rows = resolve(unit)
-    if rows.num_rows != unit.num_rows:
-        raise ValueError(f"curate: {rows.num_rows} rows of results for {unit.num_rows} files of one repository")
-    return rows
+class _Closed:
+    """Repositories that ended, resolved together once they hold ``group_rows`` rows."""
+
+    def __init__(self, resolve: Resolve, group_rows: int, results: "_Rows"):
+        self.resolve, self.group_rows, self.results = resolve, group_rows, results
+        self.units: list[pa.Table] = []
+        self.rows = 0
+
+    def add(self, unit: pa.Table) -> None:
+        self.units.append(unit)
+        self.rows += unit.num_rows
+        if self.rows >= self.group_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.units:
+            return
+        out = self.resolve(self.units)
+        for unit, rows in zip(self.units, out, strict=True):
+            if rows.num_rows != unit.num_rows:
+                raise ValueError(f"curate: {rows.num_rows} rows of results for {unit.num_rows} files of one repository")
+            self.results.add(rows)
+        self.units, self.rows = [], 0
 
 
 def _ready(pending: deque[pa.Table], results: "_Rows") -> Iterator[tuple[pa.Table, pa.Table]]:
@@ -157,8 +180,10 @@ def _hash_values(h, array: pa.Array) -> None:
 
 # --------------------------------------------------------------------------- the store
 class RepoStore:
-    """Repositories' results under ``root/<key[:2]>/<key>.parquet`` (a few thousand entries per
-    folder at most for a million repositories)."""
+    """Repositories' results under ``root/<key[:2]>/<key>.arrow`` (a few thousand entries per
+    folder at most for a million repositories). Arrow IPC files, not Parquet: an entry is small
+    (a few columns per file) and read and written once per repository, where Parquet's per-file
+    cost (metadata, encoders) would exceed a one-file repository's share of the work."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -172,7 +197,8 @@ class RepoStore:
         if not path.is_file():
             return None
         try:
-            return pq.read_table(path).cast(schema)
+            with pa.OSFile(str(path), "rb") as source:
+                return pa.ipc.open_file(source).read_all().cast(schema)
         except (OSError, ValueError, pa.ArrowException):
             return None
 
@@ -185,7 +211,8 @@ class RepoStore:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         try:
-            pq.write_table(rows, tmp, compression="zstd")
+            with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, rows.schema) as writer:
+                writer.write_table(rows)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):

@@ -200,12 +200,12 @@ def test_a_killed_part_keeps_its_finished_repositories(base_rows, tmp_path, monk
     table = _sorted(base_rows)
     src = write_dataset(table, tmp_path / "in", 1)
     work = tmp_path / "work"
-    real, done = parts_mod.curate_rows, []
+    real, calls = parts_mod.curate_rows, []
 
     def dies_at_the_fourth(files, *a):
-        if len(done) == 3:
+        if len(calls) == 3:
             raise KeyboardInterrupt("killed")
-        done.append(files.num_rows)
+        calls.append(files.num_rows)  # the first is the 0-row probe for the results' schema
         return real(files, *a)
 
     monkeypatch.setattr(parts_mod, "curate_rows", dies_at_the_fourth)
@@ -213,9 +213,11 @@ def test_a_killed_part_keeps_its_finished_repositories(base_rows, tmp_path, monk
         curate_dataset(src, tmp_path / "a", CFG, use_ray=False, work=work)
     monkeypatch.setattr(parts_mod, "curate_rows", real)
     assert not list((work / "parts").glob("[!.]*"))  # the part did not finish
+    stored = len(list((work / "repos").rglob("*.arrow")))
     n = len(set(table.column("repo_name").to_pylist()))
+    assert 2 <= stored < n
     _, resumed = _run(src, tmp_path / "b", work)
-    assert resumed["repositories_computed"] == n - 2  # (the first of the three calls is the schema probe)
+    assert resumed["repositories_computed"] == n - stored and resumed["repositories"] == n
     _run(src, tmp_path / "cold", tmp_path / "cold-work")
     assert _outputs(tmp_path / "b") == _outputs(tmp_path / "cold")
 
