@@ -56,10 +56,13 @@ def server(
         running = srv.start_servers(".", prefect_port=prefect_port, mlflow_port=mlflow_port, params_file=params)
     except (srv.ServerError, ValueError) as exc:  # ValueError: ConfigError from params.yaml
         fail(exc)
-    typer.echo(f"Prefect UI:  {running.prefect_url}\nPrefect API: {running.prefect_api_url}\n"
-               f"MLflow UI:   {running.mlflow_url}\n"
-               "starflow commands in this folder now use them; Ctrl-C (or `starflow server stop`) stops both.")
-    srv.wait_until_stopped(running)
+    try:
+        typer.echo(f"Prefect UI:  {running.prefect_url}\nPrefect API: {running.prefect_api_url}\n"
+                   f"MLflow UI:   {running.mlflow_url}\n"
+                   "starflow commands in this folder now use them; Ctrl-C (or `starflow server stop`) stops both.")
+        srv.wait_until_stopped(running)
+    except KeyboardInterrupt:  # Ctrl-C before the wait's own handler was in place (seen in CI under load)
+        srv.stop_servers(running)
     typer.echo("servers stopped")
 
 
