@@ -15,7 +15,6 @@ of a full run's time) is measured at 120 MB by ``benchmarks/incremental.py``, no
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import pytest
 import yaml
 
 from tests.paths import ROOT
+from tests.test_resume import _code, _env  # the generated code and the stage processes' environment
 from tests.workspaces import make_workspace
 
 pytestmark = pytest.mark.slow
@@ -57,14 +57,6 @@ CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.
 """
 
 
-def _code(rng: random.Random, lines: int) -> str:
-    words = [f"name_{rng.getrandbits(20):x}" for _ in range(60)]
-    body = [f"def f_{rng.getrandbits(24):x}({rng.choice(words)}, {rng.choice(words)}):"]
-    for _ in range(lines):
-        body.append(f"    {rng.choice(words)} = {rng.choice(words)} + {rng.randint(0, 999)}  # {rng.choice(words)}")
-    return "\n".join(body) + "\n"
-
-
 def _repos() -> dict[str, dict[str, str]]:
     """Every repository's files, old and new (the same bytes in every workspace)."""
     rng = random.Random(16)
@@ -83,16 +75,6 @@ def _write(root: Path, names: list[str]) -> None:
         for rel, text in trees[name].items():
             (root / name / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / name / rel).write_text(text)
-
-
-def _env(ws: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = f"{BIN}:{env['PATH']}"
-    env["PREFECT_HOME"] = str(ws / ".prefect-home")
-    env["STARFLOW_NO_SERVERS"] = "1"
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("STARFLOW_MLFLOW_PARENT_RUN_ID", None)
-    return env
 
 
 def _workspace(ws: Path, names: list[str]) -> Path:
