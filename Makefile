@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q pip==26.3
 	# torch first, from the local CPU wheel: a bare `torch` requirement can pull a multi-GB CUDA build.
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	$(BIN)/pip install -q --no-cache-dir torch==2.13.0
+	# No wheel cache: the venv is 3.5 GB, and a cache of the same wheels beside it can fill a small disk.
+	$(BIN)/pip install -q --no-cache-dir -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 setup: $(STAMP)
