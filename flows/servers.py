@@ -274,17 +274,6 @@ def _start_mlflow(workspace: Path, home: Path, port: int, store: str, artifacts:
     return _spawn("mlflow", cmd, env, home / "mlflow.log", url, f"{url}/health", cwd=workspace)
 
 
-def absolute_store_uri(uri: str, workspace: str | Path = ".") -> str:
-    """A relative ``sqlite:///mlflow.db`` made absolute against ``workspace``; other URIs as given.
-
-    MLflow caches one store per URI string, so a relative one keeps pointing at the folder where it
-    was first opened, even after the process changes directory."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
-        return prefix + str(Path(workspace).resolve() / uri[len(prefix):])
-    return uri
-
-
 def _mlflow_store(workspace: Path, params_file: Path) -> tuple[str, str]:
     """The workspace's MLflow backend and artifact root from params.yaml, relative paths made absolute."""
     from flows.config import load_params
@@ -295,6 +284,8 @@ def _mlflow_store(workspace: Path, params_file: Path) -> tuple[str, str]:
     if uri.startswith(("http://", "https://", "databricks")):
         raise ServerError(f"{path}: mlflow.tracking_uri is {uri!r}, already a server; "
                           "`starflow server` serves a local store (sqlite:///..., a database URI)")
+    from flows.tracking import absolute_store_uri
+
     uri = absolute_store_uri(uri, workspace)
     artifacts = mlflow_params.artifact_location
     if "://" not in artifacts:

@@ -85,8 +85,19 @@ The evaluate names are those its own run logs, so pipeline and evaluate runs com
 ``promotion.*`` tags)."""
 
 
+def absolute_store_uri(uri: str, workspace: str | Path = ".") -> str:
+    """A relative ``sqlite:///mlflow.db`` made absolute against ``workspace``; other URIs as given.
+
+    MLflow caches one store per URI string, so a relative one keeps pointing at the folder where it
+    was first opened, even after the process changes directory."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
+        return prefix + str(Path(workspace).resolve() / uri[len(prefix):])
+    return uri
+
+
 def setup_mlflow(params: Params) -> str:
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or params.mlflow.tracking_uri
+    uri = absolute_store_uri(os.environ.get("MLFLOW_TRACKING_URI") or params.mlflow.tracking_uri)
     mlflow.set_tracking_uri(uri)
     if mlflow.get_experiment_by_name(params.mlflow.experiment) is None:
         location = params.mlflow.artifact_location

@@ -34,7 +34,7 @@ def _client(params_path: Path):
     import mlflow
 
     params = load(params_path, missing_ok=True)
-    from flows.servers import absolute_store_uri
+    from flows.tracking import absolute_store_uri
 
     mlflow.set_tracking_uri(absolute_store_uri(os.environ.get("MLFLOW_TRACKING_URI") or params.mlflow.tracking_uri))
     return mlflow.MlflowClient(), params

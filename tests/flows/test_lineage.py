@@ -205,6 +205,15 @@ def test_the_cli_reads_the_store_of_the_folder_it_runs_in(tmp_path, monkeypatch)
 
     from flows.cli.lineage import _client
 
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    from mlflow.tracking._tracking_service.utils import _tracking_store_registry
+
+    # An earlier test's store and engine for the same relative URI string (their folder maybe
+    # gone: "attempt to write a readonly database") must not stand in for folder a's.
+    _tracking_store_registry._get_store_with_resolved_uri.cache_clear()
+    stale = SqlAlchemyStore._engine_map.pop("sqlite:///mlflow.db", None)
+    if stale is not None:
+        stale.dispose()
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
     monkeypatch.chdir(tmp_path / "a")
