@@ -161,7 +161,8 @@ def _tree_entries(root: Path) -> Iterator[tuple[str, int, int]]:
     """(relative path, size, mtime ns) of the files in ``root``'s sub-folders, in sorted order.
 
     The same files ``sources.directory_repositories`` reads: sub-folders are the repositories
-    (files directly in ``root`` are not read), ``SKIP_DIRS`` are left out, symlinks skipped.
+    (files directly in ``root`` are not read), ``SKIP_DIRS`` are left out; a repository folder may be
+    a link to one (as ``directory_repositories`` follows it), links inside a repository are skipped.
     Hand-written rather than ``sources.walk`` because that yields names without the stat this
     needs and in os.walk's (unsorted) file order."""
     stack = [(root, "")]
@@ -171,10 +172,10 @@ def _tree_entries(root: Path) -> Iterator[tuple[str, int, int]]:
             children = sorted(it, key=lambda e: e.name)
         subdirs = []
         for child in children:
-            if child.is_symlink():
+            if prefix and child.is_symlink():
                 continue
             rel = f"{prefix}{child.name}"
-            if child.is_dir(follow_symlinks=False):
+            if child.is_dir(follow_symlinks=not prefix):
                 if child.name not in SKIP_DIRS:
                     subdirs.append((Path(child.path), rel + "/"))
             elif prefix and child.is_file(follow_symlinks=False):

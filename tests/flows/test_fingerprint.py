@@ -21,9 +21,10 @@ from flows.config import load_params, parse_params
 from flows.deployments import ServeParams, workspace_deployments
 from flows.sources import SOURCE_UPDATED
 from ray_tasks.ingest.fingerprint import (
-    changed_sources, directory_state, fingerprint_sources, python_env_state, remote_head, table_state,
+    _tree_entries, changed_sources, directory_state, fingerprint_sources, python_env_state, remote_head, table_state,
 )
 from ray_tasks.ingest.params import DirectorySource, GitSource, PythonEnvSource, TableSource
+from ray_tasks.ingest.sources import directory_repositories
 from tests.paths import ROOT
 
 
@@ -83,6 +84,22 @@ def test_directory_unchanged_grown_and_touched(tmp_path):
     assert directory_state(root)["listing_sha256"] != grown["listing_sha256"]
     with pytest.raises(ValueError, match="does not exist"):
         directory_state(tmp_path / "nowhere")
+
+
+def test_directory_fingerprint_lists_exactly_the_files_ingest_reads(tmp_path):
+    """A folder of linked checkouts (each repository a symlink to its clone) is a directory source
+    ingest reads; adding a linked repository must make ingest stale."""
+    root, elsewhere = _repos(tmp_path / "repos"), _repos(tmp_path / "elsewhere")
+    (root / "linked").symlink_to(elsewhere / "repo0", target_is_directory=True)
+    (root / "repo1" / "sub").symlink_to(elsewhere / "repo2", target_is_directory=True)  # inside: not read
+    (root / "dangling").symlink_to(tmp_path / "gone", target_is_directory=True)
+    read = sorted(f"{r.name}/{f}" for r in directory_repositories(root, None) for f in r.files)
+    assert "linked/pkg/m.py" in read and not any(f.startswith("repo1/sub/") for f in read)
+    assert sorted(rel for rel, _, _ in _tree_entries(root)) == read
+    before = directory_state(root)
+    (root / "linked2").symlink_to(elsewhere / "repo1", target_is_directory=True)
+    grown = directory_state(root)
+    assert grown["files"] == before["files"] + 1 and grown["listing_sha256"] != before["listing_sha256"]
 
 
 def test_git_head_follows_upstream_commits(tmp_path):
