@@ -21,8 +21,9 @@ Who does what: the driver holds only keys (``lookup``: which rows are cached, wh
 (``lsh.sign_task``) copy hits out of the memory-mapped segments, compute the misses, and write them
 as one new segment per task (``write_segment``). A task on a node that does not see the folder
 finds no segment and computes everything; its write fails and is only logged. After a completed run
-``finish`` compacts the cache when more than half its entries were not used by the run, so the cache
-stays about the size of what the last run needed, and writes ``last_run.json`` (the counts).
+``finish`` compacts the cache when more than half its entries were not used by the run (so the cache
+stays about the size of what the last run needed) or when it holds over ``MAX_SEGMENTS`` segments,
+and writes ``last_run.json`` (the counts).
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ from ray_tasks.tables import write_json_atomic
 KEY = np.dtype("S32")
 """A content's key: its 32-byte sha256 digest."""
 LAST_RUN = "last_run.json"
+MAX_SEGMENTS = 256
+"""More segments than this are compacted into one after a run: each run adds about one per map
+task (61 at 1.2 GB), and a map task opens every segment its rows' signatures are in."""
 _SIG, _KEYS = ".sig.npy", ".keys.npy"
 _log = logging.getLogger(__name__)
 
@@ -182,20 +186,27 @@ class SignatureCache:
         return cache
 
     def plan(self, keys: np.ndarray) -> CachePlan:
-        """Where each key's signature is cached (the first segment that has it), -1 for a miss."""
+        """Where each key's signature is cached (the first segment that has it), -1 for a miss.
+
+        One stable sort of every segment's keys, then one search: per segment it was a search of
+        all the keys each, 1.5 s at 125 segments (a cache grows by about one segment per map task
+        and run)."""
         seg = np.full(len(keys), -1, np.int32)
         row = np.zeros(len(keys), np.int64)
-        for s, seg_keys in enumerate(self.keys):
-            if len(seg_keys) == 0 or not (seg < 0).any():
-                continue
-            pos = np.minimum(np.searchsorted(seg_keys, keys), len(seg_keys) - 1)
-            found = (seg < 0) & (seg_keys[pos] == keys)
-            seg[found], row[found] = s, pos[found]
+        cached = np.concatenate(self.keys) if self.keys else np.zeros(0, KEY)
+        if len(cached) and len(keys):
+            seg_of = np.repeat(np.arange(len(self.keys), dtype=np.int32), [len(k) for k in self.keys])
+            row_of = np.concatenate([np.arange(len(k), dtype=np.int64) for k in self.keys])
+            order = np.argsort(cached, kind="stable")  # equal keys stay in segment order
+            pos = np.minimum(np.searchsorted(cached[order], keys), len(cached) - 1)  # the first equal one
+            found = cached[order[pos]] == keys
+            seg[found], row[found] = seg_of[order[pos[found]]], row_of[order[pos[found]]]
         return CachePlan(CacheView(str(self.folder), tuple(self.names)), keys, seg, row)
 
     def finish(self, plan: CachePlan, counts: dict) -> dict:
-        """After a completed run: compact when more than half the cached entries were not used by it,
-        drop other parameters' folders and leftovers, write ``last_run.json``; its content."""
+        """After a completed run: compact when more than half the cached entries were not used by it
+        or there are over ``MAX_SEGMENTS`` segments, drop other parameters' folders and leftovers,
+        write ``last_run.json``; its content."""
         names = _segment_names(self.folder)
         segs = {}
         for name in names:
@@ -204,9 +215,9 @@ class SignatureCache:
             except (OSError, ValueError):
                 _remove(self.folder, name)
         entries = sum(len(k) for k, _ in segs.values())
-        used = np.unique(plan.keys)
-        live = np.unique(np.concatenate([k[np.isin(k, used)] for k, _ in segs.values()])) if segs else used[:0]
-        compacted = entries - len(live) > entries / 2
+        # One intersection of sorted arrays (np.isin per segment took 4.6 s at 125 segments).
+        live = np.intersect1d(np.concatenate([k for k, _ in segs.values()]), plan.keys) if segs else plan.keys[:0]
+        compacted = entries - len(live) > entries / 2 or len(segs) > MAX_SEGMENTS
         if compacted:
             kept = self._compact(live, segs)
             for name in segs:

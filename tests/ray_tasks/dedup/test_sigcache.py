@@ -115,6 +115,24 @@ def test_a_shrunk_input_compacts_the_cache_to_what_it_used(tmp_path):
     assert again == plain and counts["signatures_computed"] == 0 and not counts["compacted"]
 
 
+def test_too_many_segments_are_compacted_into_one(tmp_path, monkeypatch):
+    """Each run adds a segment per map task; past MAX_SEGMENTS they become one, all of it still used."""
+    from ray_tasks.dedup import sigcache
+
+    table = _with_sha(_corpus(300, seed=5))
+    repos = sorted(set(table.column("repo_name").to_pylist()))
+    late = pa.array([r in set(repos[::10]) for r in table.column("repo_name").to_pylist()])
+    _, _, first = _run(table.filter(pc.invert(late)), tmp_path / "old", tmp_path / "work")
+    assert first["cache_segments"] == 3 and not first["compacted"]
+    monkeypatch.setattr(sigcache, "MAX_SEGMENTS", 4)
+    grown, _, counts = _run(table, tmp_path / "grown", tmp_path / "work")  # 3 more segments: 6 > 4
+    full, _, _ = _run(table, tmp_path / "full")
+    assert grown == full and counts["compacted"] and counts["cache_segments"] == 1
+    assert counts["cache_entries"] == counts["signatures_needed"]
+    again, _, counts = _run(table, tmp_path / "again", tmp_path / "work")
+    assert again == full and counts["signatures_computed"] == 0 and not counts["compacted"]
+
+
 def test_signatures_of_a_subset_are_the_rows_of_the_whole_batch():
     contents = _corpus(60, seed=1).column("content").combine_chunks()
     whole = signatures(contents, CFG)
